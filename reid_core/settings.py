@@ -1,0 +1,66 @@
+"""Every default location in one place.
+
+The embedded default keeps all state under ``REID_HOME`` (``~/.reid``). Every path is absolute so a
+job submitted to a local ``ray start --head`` (which runs in a temporary working directory) sees the
+same stores as the command line. Environment variables switch the same commands to shared services.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    tracking_uri: str
+    s3_endpoint_url: str | None
+    ray_address: str | None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.home / "mlflow.db"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def ray_storage(self) -> Path:
+        return self.home / "ray"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def synthetic_dir(self) -> Path:
+        return self.data_dir / "synthetic"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("REID_HOME") or Path.home() / ".reid").expanduser().resolve()
+        tracking_uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+        return cls(
+            home=home,
+            tracking_uri=tracking_uri,
+            # REID_S3_ENDPOINT_URL wins so tests can target a local endpoint without touching AWS_*.
+            s3_endpoint_url=env.get("REID_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL") or None,
+            ray_address=env.get("RAY_ADDRESS") or None,
+        )
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home, self.data_dir, self.artifacts_dir, self.ray_storage, self.checkpoints_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def get_settings() -> Settings:
+    return Settings.from_env()
