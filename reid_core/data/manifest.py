@@ -55,6 +55,7 @@ class ManifestProblem:
     rows: tuple[int, ...] = ()
     column: str | None = None
     n_rows: int = 0
+    image_ids: tuple[str, ...] = ()
 
     def format(self, source: str) -> str:
         where = source
@@ -62,6 +63,8 @@ class ManifestProblem:
             shown = ", ".join(str(r) for r in self.rows[:MAX_REPORTED_ROWS])
             more = f" and {self.n_rows - MAX_REPORTED_ROWS} more" if self.n_rows > MAX_REPORTED_ROWS else ""
             where += f" row{'s' if self.n_rows > 1 else ''} {shown}{more}"
+            if self.image_ids:
+                where += f" (image_id {', '.join(repr(i) for i in self.image_ids)})"
         if self.column:
             where += f", column '{self.column}'"
         return f"{where}: {self.message}. Fix: {self.fix}"
@@ -75,16 +78,20 @@ class ManifestError(ValueError):
         super().__init__(f"{len(problems)} problem(s) in manifest {source} (rows count from 0):\n- " + "\n- ".join(lines))
 
 
-def _rows(df: pl.DataFrame, mask: pl.Expr) -> tuple[tuple[int, ...], int]:
-    idx = df.with_row_index("__row").filter(mask)["__row"].to_list()
-    return tuple(idx[:MAX_REPORTED_ROWS]), len(idx)
+def _image_ids(df: pl.DataFrame, rows: tuple[int, ...]) -> tuple[str, ...]:
+    """The offending rows' image ids, so users can trace a row back to its source file."""
+    if "image_id" not in df.columns or df.schema["image_id"] != pl.String:
+        return ()
+    return tuple(str(df["image_id"][r]) for r in rows)
 
 
 def _problem(df: pl.DataFrame, mask: pl.Expr, message: str, fix: str, column: str | None) -> ManifestProblem | None:
-    rows, n = _rows(df, mask)
-    if n == 0:
+    idx = df.with_row_index("__row").filter(mask)["__row"].to_list()
+    if not idx:
         return None
-    return ManifestProblem(message=message, fix=fix, rows=rows, column=column, n_rows=n)
+    rows = tuple(idx[:MAX_REPORTED_ROWS])
+    return ManifestProblem(message=message, fix=fix, rows=rows, column=column, n_rows=len(idx),
+                           image_ids=_image_ids(df, rows))
 
 
 def validate(
@@ -170,8 +177,9 @@ def validate(
         if absent:
             problems.append(
                 ManifestProblem(message=f"image file does not exist (e.g. {df['image_uri'][absent[0]]!r})",
-                                fix="check the dataset root and the adapter's --root, or drop these rows",
-                                rows=tuple(absent[:MAX_REPORTED_ROWS]), column="image_uri", n_rows=len(absent))
+                                fix="check the dataset root and the image-folder options of the adapter, or drop these rows",
+                                rows=tuple(absent[:MAX_REPORTED_ROWS]), column="image_uri", n_rows=len(absent),
+                                image_ids=_image_ids(df, tuple(absent[:MAX_REPORTED_ROWS])))
             )
     return [p for p in problems if p is not None]
 

@@ -1,0 +1,51 @@
+"""A torch Dataset over manifest rows: images are read through the filesystem abstraction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+import pyarrow.fs as pafs
+import torch
+from torch.utils.data import Dataset
+
+from reid_core.data import io as rio
+
+
+def image_column(df: pl.DataFrame, use_masked: bool = True) -> str:
+    """`masked_uri` when segmentation filled it for every row (and it is wanted), else `image_uri`."""
+    if use_masked and "masked_uri" in df.columns and df["masked_uri"].null_count() == 0:
+        return "masked_uri"
+    return "image_uri"
+
+
+def entity_codes(df: pl.DataFrame, column: str = "entity") -> tuple[np.ndarray, list[str]]:
+    """Contiguous integer labels 0..C-1 (sorted entity names) and the names they stand for."""
+    names, codes = np.unique(df[column].cast(pl.String).fill_null("").to_numpy(), return_inverse=True)
+    return codes.astype(np.int64), names.tolist()
+
+
+class ManifestDataset(Dataset):
+    """Items are ``{"image": tensor, "label": int, "index": int}``; ``label`` indexes the entities."""
+
+    def __init__(
+        self,
+        df: pl.DataFrame,
+        transform: Callable | None = None,
+        *,
+        column: str | None = None,
+        filesystem: pafs.FileSystem | None = None,
+    ) -> None:
+        self.uris = df[column or image_column(df)].to_list()
+        self.labels, self.label_names = entity_codes(df)
+        self.transform = transform
+        self.filesystem = filesystem
+
+    def __len__(self) -> int:
+        return len(self.uris)
+
+    def __getitem__(self, index: int) -> dict:
+        image = rio.read_image(self.uris[index], self.filesystem)
+        image = self.transform(image) if self.transform else image
+        return {"image": image, "label": torch.tensor(self.labels[index]), "index": index}

@@ -1,0 +1,93 @@
+"""A P x K identity batch sampler that is rank-aware for DDP.
+
+Ray Train's ``prepare_data_loader`` would replace a sampler with a DistributedSampler, which breaks
+identity batches, so this sampler splits batches across ranks itself: every rank gets the same number
+of batches, batches are disjoint across ranks, and the whole plan is a pure function of
+(labels, seed, epoch). Use it as ``DataLoader(dataset, batch_sampler=sampler)`` with
+``prepare_data_loader(..., add_dist_sampler=False)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+class PKBatchSampler(Sampler[list[int]]):
+    """Batches of ``p`` identities x ``k`` images each.
+
+    Identities with fewer than ``k`` images are sampled with replacement (fast-reid/torchreid do the
+    same), so every batch has exactly ``p * k`` indices. Within an epoch an identity contributes
+    ``max(1, n_images // k)`` chunks, so large identities are seen more often, as in the peers.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence,
+        p: int,
+        k: int,
+        *,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+    ) -> None:
+        if p < 1 or k < 1:
+            raise ValueError(f"P and K must be >= 1, got P={p}, K={k}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
+        self.p, self.k = p, k
+        self.num_replicas, self.rank, self.seed = num_replicas, rank, seed
+        self.epoch = 0
+        self._cached_plan: tuple[int, list[list[int]]] | None = None
+        _, codes = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
+        self._indices_by_id = [np.flatnonzero(codes == c) for c in range(codes.max() + 1 if len(codes) else 0)]
+        n_ids = len(self._indices_by_id)
+        if n_ids < p:
+            raise ValueError(
+                f"cannot fill a batch: {n_ids} identities in the data but P={p} identities per batch are needed. "
+                f"Fix: lower P (--ids-per-batch) to at most {n_ids}, or train on more identities."
+            )
+        n_batches = len(self._plan(0))
+        if n_batches < num_replicas:
+            raise ValueError(
+                f"cannot give every one of {num_replicas} ranks a batch: the data makes {n_batches} batches of "
+                f"P={p} x K={k}. Fix: use fewer workers, a smaller P or K, or more data."
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _plan(self, epoch: int) -> list[list[int]]:
+        """All batches of one epoch, for all ranks: identical on every rank for the same (seed, epoch)."""
+        if self._cached_plan is not None and self._cached_plan[0] == epoch:
+            return self._cached_plan[1]
+        rng = np.random.default_rng([self.seed, epoch])
+        chunks: list[list[np.ndarray]] = []
+        for idx in self._indices_by_id:
+            if len(idx) < self.k:
+                idx = rng.choice(idx, size=self.k, replace=True)
+            else:
+                idx = rng.permutation(idx)
+            n_chunks = len(idx) // self.k
+            chunks.append([idx[i * self.k:(i + 1) * self.k] for i in range(n_chunks)])
+        batches: list[list[int]] = []
+        available = [i for i, c in enumerate(chunks) if c]
+        while len(available) >= self.p:
+            chosen = rng.choice(available, size=self.p, replace=False)
+            batch = []
+            for identity in chosen:
+                batch.extend(int(i) for i in chunks[identity].pop())
+            batches.append(batch)
+            available = [i for i in available if chunks[i]]
+        self._cached_plan = (epoch, batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._plan(self.epoch)
+        per_rank = len(batches) // self.num_replicas
+        yield from batches[self.rank::self.num_replicas][:per_rank]
+
+    def __len__(self) -> int:
+        return len(self._plan(self.epoch)) // self.num_replicas

@@ -1,0 +1,46 @@
+"""Shared fixtures: real services on 127.0.0.1, isolated REID_HOME."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import boto3
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_reid_home(tmp_path, monkeypatch):
+    """No test touches the user's ~/.reid or a configured tracking server."""
+    monkeypatch.setenv("REID_HOME", str(tmp_path / "reid_home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return tmp_path / "reid_home"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 (pyarrow and Ray ignore moto's in-process mocks)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch):
+    """A fresh bucket on the local endpoint; returns its s3:// URI. Credentials are moto's dummies."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "REID_S3_ENDPOINT_URL": s3_server,
+    }.items():
+        monkeypatch.setenv(key, value)
+    name = f"reid-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
+    assert os.environ["REID_S3_ENDPOINT_URL"] == s3_server
+    return f"s3://{name}"
