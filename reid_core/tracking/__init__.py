@@ -1,0 +1,72 @@
+"""Everything MLflow, behind small functions the pipelines call.
+
+- ``store``: client and experiments (``reid-<method>``; SQLite + absolute artifact dir by default).
+- ``provenance``: git commit, manifest data version, the standard tags.
+- ``runs``: sweep (parent) and trial (child) runs, metrics per epoch, params, tables.
+- ``models``: log / load torch.export (pt2) models.
+- ``registry``: ``reid-<method>-<species>`` versions, tags and aliases.
+- ``queries``: runs back as polars tables.
+
+Every function takes ``settings`` (default ``Settings.from_env()``) and uses explicit run ids, never
+MLflow's fluent active-run state, so it is safe on a Ray Tune driver.
+"""
+
+from reid_core.tracking.models import load_model, log_reid_model, pip_requirements
+from reid_core.tracking.provenance import data_version, git_commit, git_dirty, standard_tags
+from reid_core.tracking.queries import child_runs, latest_run, runs_frame
+from reid_core.tracking.registry import (
+    CANDIDATE,
+    PRODUCTION,
+    delete_alias,
+    get_version_by_alias,
+    model_uri,
+    register,
+    registered_model_name,
+    set_alias,
+)
+from reid_core.tracking.runs import (
+    end_run,
+    log_metrics,
+    log_metrics_history,
+    log_params,
+    log_table,
+    log_trial_run,
+    set_tags,
+    start_sweep_run,
+    start_trial_run,
+)
+from reid_core.tracking.store import configure, experiment_name, get_or_create_experiment, is_remote
+
+__all__ = [
+    "CANDIDATE",
+    "PRODUCTION",
+    "child_runs",
+    "configure",
+    "data_version",
+    "delete_alias",
+    "end_run",
+    "experiment_name",
+    "get_or_create_experiment",
+    "get_version_by_alias",
+    "git_commit",
+    "git_dirty",
+    "is_remote",
+    "latest_run",
+    "load_model",
+    "log_metrics",
+    "log_metrics_history",
+    "log_params",
+    "log_reid_model",
+    "log_table",
+    "log_trial_run",
+    "model_uri",
+    "pip_requirements",
+    "register",
+    "registered_model_name",
+    "runs_frame",
+    "set_alias",
+    "set_tags",
+    "standard_tags",
+    "start_sweep_run",
+    "start_trial_run",
+]
