@@ -26,8 +26,15 @@ def entity_codes(df: pl.DataFrame, column: str = "entity") -> tuple[np.ndarray, 
     return codes.astype(np.int64), names.tolist()
 
 
+SIDE_CODES = {"left": 0, "right": 1}  # anything else (unknown, null) is -1: ignored by orientation losses
+
+
+def side_codes(df: pl.DataFrame) -> np.ndarray:
+    return np.array([SIDE_CODES.get(s, -1) for s in df["side"].to_list()], dtype=np.int64)
+
+
 class ManifestDataset(Dataset):
-    """Items are ``{"image": tensor, "label": int, "index": int}``; ``label`` indexes the entities."""
+    """Items are ``{"image", "label", "side", "index"}``; ``label`` indexes the sorted entities."""
 
     def __init__(
         self,
@@ -39,6 +46,7 @@ class ManifestDataset(Dataset):
     ) -> None:
         self.uris = df[column or image_column(df)].to_list()
         self.labels, self.label_names = entity_codes(df)
+        self.sides = side_codes(df)
         self.transform = transform
         self.filesystem = filesystem
 
@@ -48,4 +56,9 @@ class ManifestDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         image = rio.read_image(self.uris[index], self.filesystem)
         image = self.transform(image) if self.transform else image
-        return {"image": image, "label": torch.tensor(self.labels[index]), "index": index}
+        return {
+            "image": image,
+            "label": torch.tensor(self.labels[index]),
+            "side": torch.tensor(self.sides[index]),
+            "index": index,
+        }

@@ -1,0 +1,1 @@
+"""Ray orchestration: training (Train), tuning (Tune + Optuna), and publishing results to MLflow."""

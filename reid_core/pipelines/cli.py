@@ -1,0 +1,66 @@
+"""Command-line pieces shared by the workflow scripts (they only parse arguments and print)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from reid_core.settings import Settings
+
+
+def parse_value(text: str) -> Any:
+    """'0.5' -> 0.5, '32' -> 32, 'true' -> True, 'resnet18' -> 'resnet18' (JSON where it parses)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs into a dict, with a clear error naming the flag."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def parse_bounds(items: list[str] | None) -> dict[str, Any]:
+    """``lambda_dve=0:1`` -> (0.0, 1.0) range; ``circle_gamma=32,64`` -> [32, 64] choices."""
+    bounds: dict[str, Any] = {}
+    for key, value in parse_assignments(items, "--bound").items():
+        text = str(value)
+        if ":" in text:
+            low, high = (float(v) for v in text.split(":", 1))
+            bounds[key] = (low, high)
+        elif "," in text:
+            bounds[key] = [parse_value(v) for v in text.split(",")]
+        else:
+            raise SystemExit(f"--bound {key}={text}: use LOW:HIGH for a range or A,B,C for choices")
+    return bounds
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    parser.add_argument("--manifest", default=str(settings.synthetic_dir / "manifest.parquet"),
+                        help="manifest Parquet (local path or s3:// URI); default: the synthetic species")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per training (default: the paper's)")
+    parser.add_argument("--use-gpu", action="store_true", help="train on GPUs (NCCL for DDP)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--original-images", action="store_true",
+                        help="train on the original images even when the manifest has masked ones")
+    parser.add_argument("--dataset", default=None, help="dataset name recorded in MLflow tags")
+    parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                        help="fix a method config value, e.g. --set backbone=resnet18 --set img_size=128")
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table (what the workflows print and log)."""
+    if not rows:
+        return "(no rows)"
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

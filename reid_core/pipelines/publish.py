@@ -1,0 +1,67 @@
+"""After training: evaluate on the test split, log the embedding model, register it as a candidate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from reid_core import tracking
+from reid_core.engine.evaluate import evaluate_split, protocol_for
+from reid_core.models.registry import Method
+from reid_core.pipelines.restore import Restored
+
+
+class EmbeddingModel(nn.Module):
+    """What gets logged: images (B, 3, H, W), normalised as the method's eval transform does, in;
+    the method's test-time embedding out (e.g. flip-concatenated, L2-normalised)."""
+
+    def __init__(self, method: Method, network: nn.Module) -> None:
+        super().__init__()
+        self.method = method
+        self.network = network
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.method.embed(self.network, images)
+
+
+@dataclass
+class Published:
+    metrics: dict[str, float]
+    model_uri: str
+    registered_name: str
+    version: str
+
+
+def test_metrics(restored: Restored, rows: pl.DataFrame, use_masked: bool) -> dict[str, float]:
+    """``test.*`` metrics with the species' protocol (ATRW adds mAP_single/cross and mmAP)."""
+    transform = restored.method.eval_transform(restored.config)
+    metrics = evaluate_split(restored.method, restored.model, rows, transform, "test", use_masked=use_masked)
+    return {f"test.{k}": float(v) for k, v in metrics.items()}
+
+
+def publish(
+    restored: Restored,
+    rows: pl.DataFrame,
+    run_id: str,
+    *,
+    species: str,
+    tags: dict[str, str],
+    use_masked: bool = True,
+    alias: str = tracking.CANDIDATE,
+) -> Published:
+    metrics = test_metrics(restored, rows, use_masked)
+    tracking.log_metrics(run_id, metrics)
+    size = restored.config.img_size
+    example = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
+    name = tracking.registered_model_name(restored.method.name, species)
+    model_uri = tracking.log_reid_model(
+        run_id, EmbeddingModel(restored.method, restored.model).eval(), example,
+        metadata={"method": restored.method.name, "species": species, "img_size": size,
+                  "protocol": protocol_for(rows.filter(pl.col("split") == "test"))},
+    )
+    version = tracking.register(model_uri, name, tags={**tags, **metrics, "run_id": run_id}, alias=alias)
+    return Published(metrics, model_uri, name, str(getattr(version, "version", version)))

@@ -1,0 +1,23 @@
+"""Start or attach to Ray the same way from every workflow.
+
+Plain ``ray.init()`` attaches to the cluster when the script runs as a Ray job (or RAY_ADDRESS is
+set) and starts a local instance otherwise: the same command line scales out unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+
+from reid_core.settings import Settings
+
+
+def init_ray(settings: Settings, *, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    attaching = bool(settings.ray_address or os.environ.get("RAY_JOB_ID"))
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": True}
+    if not attaching:
+        kwargs |= {"num_cpus": num_cpus or os.cpu_count(), "num_gpus": num_gpus}
+    ray.init(address=settings.ray_address, **kwargs)

@@ -1,0 +1,65 @@
+"""The command line of ``workflows/train.py``: one training run, tracked and registered."""
+
+from __future__ import annotations
+
+import argparse
+
+from reid_core.pipelines.cli import add_common_arguments, format_table, parse_assignments
+from reid_core.settings import Settings
+
+
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train one re-ID model on Ray Train (DDP) or in-process, evaluate it on the test split, "
+                    "log it to MLflow and register it with the alias 'candidate'.")
+    parser.add_argument("--method", default="dve")
+    parser.add_argument("--species", required=True)
+    parser.add_argument("--workers", type=int, default=0, help="0 = in-process; N = DDP with N Ray Train workers")
+    parser.add_argument("--backbone", default=None, help="timm backbone name (e.g. legacy_seresnet50, resnet18)")
+    parser.add_argument("--run-name", default=None,
+                        help="stable name: rerunning with the same name resumes from the last checkpoint")
+    parser.add_argument("--max-failures", type=int, default=2, help="worker losses tolerated (DDP)")
+    add_common_arguments(parser, settings)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    settings = Settings.from_env()
+    args = build_parser(settings).parse_args(argv)
+    from reid_core import tracking
+    from reid_core.engine.loop import TrainJob, load_species_rows
+    from reid_core.pipelines.publish import publish
+    from reid_core.pipelines.restore import restore
+    from reid_core.pipelines.train import run_training
+
+    settings.ensure_dirs()
+    overrides = parse_assignments(args.overrides, "--set")
+    if args.backbone:
+        overrides["backbone"] = args.backbone
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    run_name = args.run_name or f"{args.method}-{args.species}"
+    job = TrainJob(manifest=args.manifest, species=args.species, method=args.method, overrides=overrides,
+                   seed=args.seed, use_masked=not args.original_images, use_gpu=args.use_gpu)
+    rows = load_species_rows(args.manifest, args.species)  # fail fast on a bad manifest or species
+
+    outcome = run_training(job, workers=args.workers, run_name=run_name, settings=settings,
+                           max_failures=args.max_failures)
+    restored = restore(outcome.checkpoint_dir)
+    experiment = tracking.experiment_name(args.method)
+    experiment_id = tracking.get_or_create_experiment(experiment, settings)
+    tags = tracking.standard_tags(species=args.species, method=args.method,
+                                  dataset=args.dataset or "custom", data_version=tracking.data_version(rows))
+    client = tracking.configure(settings)
+    run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    tracking.log_params(run_id, {"workers": args.workers, "seed": args.seed, **restored.progress.meta["config"]},
+                        settings=settings)
+    tracking.log_metrics_history(run_id, restored.progress.history, settings=settings)
+    published = publish(restored, rows, run_id, species=args.species, tags=tags, use_masked=job.use_masked)
+    tracking.end_run(run_id, "FINISHED", settings=settings)
+    print("\n" + format_table([{"species": args.species, **{k: round(v, 4) for k, v in published.metrics.items()
+                                                             if k.startswith("test.") and "n_" not in k},
+                                "model": f"{published.registered_name} v{published.version}"}]))
+    print(f"\nrun {run_id} in experiment '{experiment}' ({settings.tracking_uri})")
+    return 0

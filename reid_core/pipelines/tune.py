@@ -1,0 +1,213 @@
+"""Hyperparameter search for one method over one or more species: Ray Tune + Optuna (seeded TPE) + ASHA.
+
+Per species: one Optuna study, one MLflow parent run ("sweep"), every trial a child run whose params
+and per-epoch metrics are logged from the Tune driver (one writer per store). Each trial is a full
+training: in-process (``workers_per_trial=0``) or DDP on Ray Train (``TorchTrainer`` reporting to Tune).
+The best trial is evaluated on the test split, logged as a model and registered with alias
+``candidate``.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from reid_core import tracking
+from reid_core.engine.loop import TrainJob, load_species_rows, train, train_worker
+from reid_core.engine.session import TuneTrialSession
+from reid_core.models.registry import get_method
+from reid_core.pipelines.publish import publish
+from reid_core.pipelines.ray_runtime import init_ray
+from reid_core.pipelines.restore import latest_checkpoint, restore
+from reid_core.pipelines.train import scaling_config
+from reid_core.settings import Settings
+
+METRIC = "val.mAP"
+
+
+@dataclass
+class TuneRequest:
+    method: str
+    species: list[str]
+    manifest: str
+    num_samples: int = 8
+    max_concurrent: int = 2
+    workers_per_trial: int = 0
+    epochs: int | None = None  # None: the method's default (the paper's)
+    use_gpu: bool = False
+    seed: int = 0
+    bounds: dict[str, Any] = field(default_factory=dict)  # search-space overrides
+    overrides: dict[str, Any] = field(default_factory=dict)  # fixed config values for every trial
+    use_masked: bool = True
+    dataset: str = "custom"
+    cpus_per_trial: float = 1.0
+
+
+@dataclass
+class SpeciesResult:
+    species: str
+    parent_run_id: str
+    best_trial_run_id: str
+    best_params: dict[str, Any]
+    val_mAP: float
+    test_metrics: dict[str, float]
+    registered_name: str
+    version: str
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "species": self.species,
+            "best_params": ", ".join(f"{k}={_short(v)}" for k, v in sorted(self.best_params.items())),
+            "val_mAP": round(self.val_mAP, 4),
+            "test_mAP": round(self.test_metrics.get("test.mAP", float("nan")), 4),
+            "test_rank1": round(self.test_metrics.get("test.rank1", float("nan")), 4),
+            "model": f"{self.registered_name} v{self.version}",
+        }
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def run_trial(config: dict, *, base: dict, workers: int, storage_path: str, cpus_per_trial: float) -> None:
+    """The Tune function trainable: one full training with the sampled overrides."""
+    import ray.tune
+
+    job = TrainJob(**{**base, "overrides": {**base["overrides"], **config}})
+    if workers == 0:
+        import torch
+
+        torch.set_num_threads(max(1, int(cpus_per_trial)))
+        train(job, TuneTrialSession(use_gpu=job.use_gpu))
+        return
+
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=job.to_dict(),
+        scaling_config=scaling_config(workers, job.use_gpu, cpus_per_trial),
+        run_config=ray.train.RunConfig(
+            name=f"trial-{ray.tune.get_context().get_trial_id()}",
+            storage_path=storage_path,
+            callbacks=[TuneReportCallback()],
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    trainer.fit()
+
+
+def _trial_logger(parent_run_id: str, tags: Mapping[str, str], settings: Settings):
+    """A Tune callback (driver side) mirroring each trial into an MLflow child run as it runs."""
+    from ray.tune import Callback
+
+    class TrialRunLogger(Callback):
+        def __init__(self) -> None:
+            self.run_ids: dict[str, str] = {}
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.run_ids[trial.trial_id] = tracking.start_trial_run(
+                parent_run_id, params=trial.config, tags={**tags, "trial_id": trial.trial_id},
+                run_name=f"trial-{trial.trial_id}", settings=settings)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            metrics = {k: v for k, v in result.items() if k.startswith(("train.", "val."))}
+            tracking.log_metrics(self.run_ids[trial.trial_id], metrics, step=int(result.get("epoch", 0)),
+                                 settings=settings)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            tracking.end_run(self.run_ids[trial.trial_id], "FINISHED", settings=settings)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            tracking.end_run(self.run_ids[trial.trial_id], "FAILED", settings=settings)
+
+    return TrialRunLogger()
+
+
+def _best_checkpoint_dir(best, storage_path: str) -> Path:
+    if best.checkpoint is not None:  # in-process trials report checkpoints to Tune itself
+        return Path(best.checkpoint.to_directory())
+    # DDP trials: the TorchTrainer persisted them under its own run name.
+    return latest_checkpoint(Path(storage_path) / f"trial-{best.metrics['trial_id']}")
+
+
+def tune_species(request: TuneRequest, species: str, settings: Settings) -> SpeciesResult:
+    from optuna.samplers import TPESampler
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    method = get_method(request.method)
+    rows = load_species_rows(request.manifest, species)
+    if rows.filter(pl.col("split") == "val").is_empty():
+        raise ValueError(f"species {species!r} has no 'val' rows in {request.manifest}: tuning selects on "
+                         "validation mAP. Convert with a validation split (e.g. --val-per-entity 1 for ATRW).")
+    experiment = tracking.experiment_name(request.method)
+    tracking.get_or_create_experiment(experiment, settings)
+    tags = tracking.standard_tags(species=species, method=request.method, dataset=request.dataset,
+                                  data_version=tracking.data_version(rows))
+    epochs = request.epochs or method.default_config(**request.overrides).epochs
+    fixed = {**request.overrides, "epochs": epochs}
+    parent = tracking.start_sweep_run(
+        experiment, species, request.method, tags=tags,
+        params={"num_samples": request.num_samples, "workers_per_trial": request.workers_per_trial,
+                "seed": request.seed, "bounds": request.bounds, **{f"fixed.{k}": v for k, v in fixed.items()}},
+        settings=settings)
+
+    base = TrainJob(manifest=request.manifest, species=species, method=request.method, overrides=fixed,
+                    seed=request.seed, use_masked=request.use_masked, use_gpu=request.use_gpu).to_dict()
+    storage_path = str(settings.ray_storage / "tune" / f"{request.method}-{species}-{parent[:8]}")
+    trainable = functools.partial(run_trial, base=base, workers=request.workers_per_trial,
+                                  storage_path=storage_path, cpus_per_trial=request.cpus_per_trial)
+    # An in-process trial trains in the trial actor; a DDP trial only coordinates its workers.
+    trial_resources = ({"cpu": request.cpus_per_trial, "gpu": 1 if request.use_gpu else 0}
+                       if request.workers_per_trial == 0 else {"cpu": 0.1})
+    search = OptunaSearch(
+        space=lambda trial: (method.search_space(trial, request.bounds), None)[1],
+        metric=METRIC, mode="max", sampler=TPESampler(seed=request.seed),
+    )
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=max(1, epochs // 3))
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, trial_resources),
+        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=METRIC, mode="max",
+                                    num_samples=request.num_samples,
+                                    max_concurrent_trials=request.max_concurrent),
+        run_config=tune.RunConfig(name=f"tune-{request.method}-{species}", storage_path=storage_path,
+                                  callbacks=[_trial_logger(parent, tags, settings)], verbose=1),
+    )
+    started = time.perf_counter()
+    results = tuner.fit()
+    if results.num_errors == len(results) or not len(results):
+        tracking.end_run(parent, "FAILED", settings=settings)
+        raise RuntimeError(f"every trial of the {species} sweep failed; first error: {results.errors[:1]}")
+    best = results.get_best_result(metric=METRIC, mode="max", scope="last")
+    restored = restore(_best_checkpoint_dir(best, storage_path))
+    trial_run = tracking.child_runs(parent, settings=settings).filter(
+        pl.col("tags.trial_id") == best.metrics["trial_id"])["run_id"][0]
+    published = publish(restored, rows, trial_run, species=species, tags=tags, use_masked=request.use_masked)
+    best_params = {k: best.config[k] for k in sorted(best.config)}
+    tracking.log_metrics(parent, {**published.metrics, "best.val.mAP": float(best.metrics[METRIC]),
+                                  "sweep_seconds": time.perf_counter() - started}, settings=settings)
+    tracking.log_params(parent, {f"best.{k}": v for k, v in best_params.items()}, settings=settings)
+    tracking.set_tags(parent, {"best_trial_run_id": trial_run, "registered_model": published.registered_name,
+                               "registered_version": published.version}, settings=settings)
+    result = SpeciesResult(species, parent, trial_run, best_params, float(best.metrics[METRIC]),
+                           published.metrics, published.registered_name, published.version)
+    tracking.log_table(parent, pl.DataFrame([result.row()]), "summary.md", settings=settings)
+    tracking.end_run(parent, "FINISHED", settings=settings)
+    return result
+
+
+def run_tuning(request: TuneRequest, settings: Settings) -> pl.DataFrame:
+    """Tune every requested species in turn; returns the summary table (one row per species)."""
+    init_ray(settings)
+    results = [tune_species(request, species, settings) for species in request.species]
+    return pl.DataFrame([r.row() for r in results])

@@ -1,0 +1,62 @@
+"""The command line of ``workflows/tune_<method>.py``: one parser for every method."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from reid_core.pipelines.cli import add_common_arguments, format_table, parse_assignments, parse_bounds
+from reid_core.settings import Settings
+
+
+def build_parser(method: str, settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"tune_{method}.py",
+        description=f"Search {method} hyperparameters per species (Ray Tune + Optuna TPE + ASHA), "
+                    "track every trial in MLflow and register the best model as a candidate.")
+    parser.add_argument("--species", required=True, help="comma-separated species, one study each")
+    parser.add_argument("--num-samples", type=int, default=8, help="trials per species")
+    parser.add_argument("--max-concurrent", type=int, default=2, help="trials running at once")
+    parser.add_argument("--workers-per-trial", type=int, default=0,
+                        help="0 = train in the trial process; N = DDP with N Ray Train workers")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (or per DDP worker)")
+    parser.add_argument("--bound", action="append", metavar="KEY=LOW:HIGH|A,B",
+                        help="override a search range, e.g. --bound lambda_dve=0:1 --bound circle_gamma=32,64")
+    add_common_arguments(parser, settings)
+    return parser
+
+
+def main(method: str, argv: list[str]) -> int:
+    settings = Settings.from_env()
+    args = build_parser(method, settings).parse_args(argv)
+    from reid_core.pipelines.tune import TuneRequest, run_tuning
+
+    request = TuneRequest(
+        method=method,
+        species=[s.strip() for s in args.species.split(",") if s.strip()],
+        manifest=args.manifest,
+        num_samples=args.num_samples,
+        max_concurrent=args.max_concurrent,
+        workers_per_trial=args.workers_per_trial,
+        cpus_per_trial=args.cpus_per_trial,
+        epochs=args.epochs,
+        use_gpu=args.use_gpu,
+        seed=args.seed,
+        bounds=parse_bounds(args.bound),
+        overrides=parse_assignments(args.overrides, "--set"),
+        use_masked=not args.original_images,
+        dataset=args.dataset or _dataset_name(args.manifest),
+    )
+    settings.ensure_dirs()
+    table = run_tuning(request, settings)
+    print("\n" + format_table(table.to_dicts()))
+    print(f"\nMLflow: experiment 'reid-{method}' in {settings.tracking_uri}  (open it with `make ui`)")
+    return 0
+
+
+def _dataset_name(manifest: str) -> str:
+    return "synthetic" if "synthetic" in manifest else manifest.rstrip("/").split("/")[-2] if "/" in manifest else "custom"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2:]))

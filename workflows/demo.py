@@ -1,0 +1,16 @@
+"""The main job on the embedded default: synthetic species into REID_HOME, baselines, then tune DVE.
+
+    make demo            # or: python workflows/demo.py [--skip-tune]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's reid_core
+
+from reid_core.pipelines.demo import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,16 @@
+"""Train one model (DDP on Ray Train or in-process), evaluate on test, log and register it.
+
+    python workflows/train.py --method dve --species tiger --workers 2 --epochs 20
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's reid_core
+
+from reid_core.pipelines.train_cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
