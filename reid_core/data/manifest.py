@@ -167,7 +167,7 @@ def validate(
                 problems.append(
                     _problem(df, pl.col("entity").is_in(sorted(shared)) & (pl.col("split") == b),
                              f"{len(shared)} entities (e.g. {example}) are in both '{a}' and '{b}'",
-                             f"move each entity to one split, or validate with disjoint=() if the protocol shares identities",
+                             "move each entity to one split, or validate with disjoint=() if the protocol shares identities",
                              "entity")
                 )
     if check_files and "image_uri" in usable:
