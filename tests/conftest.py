@@ -44,3 +44,31 @@ def s3_bucket(s3_server, monkeypatch):
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
     assert os.environ["REID_S3_ENDPOINT_URL"] == s3_server
     return f"s3://{name}"
+
+
+TINY_DVE = {
+    # A CPU-sized DVE: small trunk, small images, batches that fit a handful of identities.
+    "backbone": "resnet18", "pretrained": None, "img_size": 48, "smallscale": False,
+    "ids_per_batch": 4, "images_per_id": 2, "warmup_epochs": 1, "optimizer": "adamw", "lr": 1e-3,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory):
+    """One small synthetic species on disk (tiger: 10 individuals x 4 images at 48 px)."""
+    from reid_core.data import synthetic
+
+    out = tmp_path_factory.mktemp("synthetic")
+    synthetic.generate(out, species=("tiger",), individuals=10, images_per_individual=4, size=48, seed=0,
+                       val_fraction=0.2, test_fraction=0.3, workers=1)
+    return str(out / "manifest.parquet")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the whole session (start-up costs seconds)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
