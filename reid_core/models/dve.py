@@ -110,6 +110,10 @@ class DVEConfig:
     tps_first_affine_multiplier: float = 1.0
 
     # Optimisation
+    # "sgd": the paper's SGD + Nesterov (meant for ImageNet-initialised backbones). "adamw": for
+    # randomly initialised backbones (CPU demos, new species without pretrained weights), where SGD
+    # at these learning rates barely moves in a few epochs; use lr around 1e-3 with it.
+    optimizer: str = "sgd"
     lr: float = 0.01  # heads
     backbone_lr_mult: float = 0.1
     momentum: float = 0.9
@@ -134,6 +138,8 @@ class DVEConfig:
     seed: int = 0  # warps and flips (mixed with the DDP rank and the epoch)
 
     def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.flip_mode not in ("image", "batch"):
             raise ValueError(f"flip_mode must be 'image' or 'batch', got {self.flip_mode!r}")
         if self.dve_stage is not None and self.dve_stage not in (1, 2, 3, 4):
@@ -638,13 +644,16 @@ def make_stage(config: DVEConfig, steps_per_epoch: int) -> Stage:
             {"params": list(net.backbone_parameters()), "lr": config.lr * config.backbone_lr_mult, "name": "backbone"},
             {"params": list(net.head_parameters()), "lr": config.lr, "name": "heads"},
         ]
-        state.optimizer = torch.optim.SGD(
-            groups,
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=config.nesterov,
-            weight_decay=config.weight_decay,
-        )
+        if config.optimizer == "adamw":
+            state.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            state.optimizer = torch.optim.SGD(
+                groups,
+                lr=config.lr,
+                momentum=config.momentum,
+                nesterov=config.nesterov,
+                weight_decay=config.weight_decay,
+            )
         return state.optimizer
 
     def scheduler(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:

@@ -75,6 +75,17 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+@dataclass
+class SearchSpace:
+    """Optuna define-by-run space; a picklable object because Tune checkpoints its searcher."""
+
+    method: str
+    bounds: dict[str, Any]
+
+    def __call__(self, trial) -> None:
+        get_method(self.method).search_space(trial, self.bounds)
+
+
 def run_trial(config: dict, *, base: dict, workers: int, storage_path: str, cpus_per_trial: float) -> None:
     """The Tune function trainable: one full training with the sampled overrides."""
     import ray.tune
@@ -171,7 +182,7 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
     trial_resources = ({"cpu": request.cpus_per_trial, "gpu": 1 if request.use_gpu else 0}
                        if request.workers_per_trial == 0 else {"cpu": 0.1})
     search = OptunaSearch(
-        space=lambda trial: (method.search_space(trial, request.bounds), None)[1],
+        space=SearchSpace(request.method, request.bounds),
         metric=METRIC, mode="max", sampler=TPESampler(seed=request.seed),
     )
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=max(1, epochs // 3))
