@@ -1,0 +1,82 @@
+"""`ray job submit --working-dir . -- python workflows/tune_dve.py ...` against a local `ray start --head`."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import TINY_DVE
+from mlflow import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A real Ray head from the project environment, in its own process group (no global `ray stop`)."""
+    env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)
+    dashboard = _free_port()
+    # Ray keeps Unix sockets under its temp dir: pytest's long tmp paths overflow the 107-byte limit.
+    temp_dir = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats", "--num-cpus", "2",
+         "--port", str(_free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+         "--ray-client-server-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port()),
+         "--temp-dir", temp_dir],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"http://127.0.0.1:{dashboard}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{address}/api/version", timeout=2)
+            break
+        except OSError:
+            assert head.poll() is None, "ray start exited early"
+            time.sleep(1)
+    else:
+        pytest.fail("the Ray dashboard did not come up within 120 s")
+    yield address, env
+    os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_tune_dve_as_a_ray_job(ray_head, tiny_synthetic, tmp_path):
+    address, env = ray_head
+    home = tmp_path / "reid"
+    sets = [f"--set={k}={v}" for k, v in TINY_DVE.items() if v is not None] + ["--set=pretrained=null"]
+    command = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT),
+               "--runtime-env-json", f'{{"env_vars": {{"REID_HOME": "{home}"}}}}', "--",
+               "python", "workflows/tune_dve.py", "--species", "tiger", "--manifest", tiny_synthetic,
+               "--num-samples", "2", "--epochs", "1", "--bound", "lr=0.0003:0.003", *sets]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0 and "succeeded" in output, output[-4000:]
+    assert "reid-dve-tiger v1" in output  # the summary table printed by the job
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    version = client.get_model_version_by_alias("reid-dve-tiger", "candidate")
+    assert int(version.version) == 1
+    experiment = client.get_experiment_by_name("reid-dve")
+    assert experiment.artifact_location == (home / "mlartifacts" / "reid-dve").as_uri()
+    runs = client.search_runs([experiment.experiment_id])
+    assert sum(1 for r in runs if "mlflow.parentRunId" in r.data.tags) == 2
