@@ -64,3 +64,29 @@ def test_accepts_integer_labels():
     labels = np.repeat(np.arange(6), 4)
     batch = next(iter(PKBatchSampler(labels, p=3, k=2, seed=0)))
     assert len(set(labels[batch].tolist())) == 3
+
+
+def test_every_image_is_seen_each_epoch_and_chunks_hold_distinct_images():
+    # 6 images per identity and K=4: ceil(6/4) = 2 chunks each, the second topped up from the first.
+    labels = _labels(8, 6)
+    sampler = PKBatchSampler(labels, p=4, k=4, seed=5)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == 4  # 16 chunks / P=4
+        assert {i for batch in batches for i in batch} == set(range(len(labels)))
+        for batch in batches:
+            by_id: dict[str, list[int]] = {}
+            for i in batch:
+                by_id.setdefault(labels[i], []).append(i)
+            assert len(by_id) == 4
+            assert all(len(set(chunk)) == 4 for chunk in by_id.values())
+
+
+def test_large_identities_are_spread_over_the_epoch():
+    # One identity with 40 images (10 chunks), nine with 4 (1 chunk each), P=2: at most 9 batches. Drawn
+    # in proportion to their remaining chunks, the large identity pairs with most of the small ones
+    # instead of being left over (and dropped) at the end: uniform draws made 5-6 batches here.
+    labels = ["big"] * 40 + [f"id{i}" for i in range(9) for _ in range(4)]
+    for seed in range(5):
+        assert len(list(PKBatchSampler(labels, p=2, k=4, seed=seed))) >= 7

@@ -1,6 +1,6 @@
-"""The main job on the embedded default: synthetic species into REID_HOME, baselines, then tune DVE.
+"""The main job on the embedded default: synthetic species into REID_HOME, baselines, [--tune] DVE.
 
-    make demo            # or: python workflows/demo.py [--skip-tune]
+    make demo            # or: python workflows/demo.py [--tune]
 """
 
 from __future__ import annotations

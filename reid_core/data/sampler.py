@@ -20,7 +20,12 @@ class PKBatchSampler(Sampler[list[int]]):
 
     Identities with fewer than ``k`` images are sampled with replacement (fast-reid/torchreid do the
     same), so every batch has exactly ``p * k`` indices. Within an epoch an identity contributes
-    ``max(1, n_images // k)`` chunks, so large identities are seen more often, as in the peers.
+    ``ceil(n_images / k)`` chunks of ``k`` distinct images: a shuffle of all its images, the last chunk
+    topped up with other images of the same identity. So every image is seen at least once per epoch
+    (torchreid's ``n // k`` drops the remainder: with 6 images and K=4 a third of the data, and half the
+    batches, went unused every epoch). Large identities still contribute more chunks; the P identities
+    of a batch are drawn with probability proportional to their remaining chunks, so large identities
+    are spread over the epoch instead of being left over (and dropped) at its end.
     """
 
     def __init__(
@@ -70,12 +75,17 @@ class PKBatchSampler(Sampler[list[int]]):
                 idx = rng.choice(idx, size=self.k, replace=True)
             else:
                 idx = rng.permutation(idx)
+                short = -len(idx) % self.k
+                if short:  # top up the last chunk with images not already in it (there are >= k of them)
+                    full = len(idx) - (self.k - short)
+                    idx = np.concatenate([idx, rng.choice(idx[:full], size=short, replace=False)])
             n_chunks = len(idx) // self.k
             chunks.append([idx[i * self.k:(i + 1) * self.k] for i in range(n_chunks)])
         batches: list[list[int]] = []
         available = [i for i, c in enumerate(chunks) if c]
         while len(available) >= self.p:
-            chosen = rng.choice(available, size=self.p, replace=False)
+            weights = np.array([len(chunks[i]) for i in available], dtype=float)
+            chosen = rng.choice(available, size=self.p, replace=False, p=weights / weights.sum())
             batch = []
             for identity in chosen:
                 batch.extend(int(i) for i in chunks[identity].pop())
