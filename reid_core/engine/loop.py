@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
@@ -68,8 +69,14 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
     method = get_method(job.method)
     config_obj = method.default_config(**job.overrides)
 
-    dataset = ManifestDataset(train_rows, method.train_transform(config_obj),
-                              column=image_column(train_rows, job.use_masked))
+    column = image_column(train_rows, job.use_masked)
+    if job.use_masked and column != "masked_uri" and rank == 0:
+        # Not an error (a dataset may have no masks yet), but say so: with backgrounds that follow the
+        # individuals (camera sites, the synthetic species' home scenes) a network learns the scene.
+        warnings.warn(
+            f"use_masked=True but the {job.species!r} training rows have no complete 'masked_uri' column: "
+            "training on the original images (image_uri), backgrounds included", stacklevel=2)
+    dataset = ManifestDataset(train_rows, method.train_transform(config_obj), column=column)
     sampler = PKBatchSampler(dataset.labels, config_obj.ids_per_batch, config_obj.images_per_id,
                              num_replicas=world, rank=rank, seed=job.seed)
     loader = session.prepare_loader(DataLoader(dataset, batch_sampler=sampler, num_workers=job.loader_workers,

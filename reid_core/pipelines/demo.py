@@ -13,13 +13,18 @@ from reid_core.pipelines.cli import format_table
 from reid_core.settings import Settings
 
 SPECIES = ("tiger", "yak", "elephant")
-# A CPU-sized DVE: the paper's recipe assumes an ImageNet SE-ResNet50 at 224 px on GPUs; here a small
-# trunk from random weights at 64 px with AdamW, so the whole demo fits in minutes on 2 cores.
+# A CPU-sized DVE. The paper's recipe assumes an ImageNet SE-ResNet50 at 224 px on GPUs; from random
+# weights at 64 px these choices were measured to matter on the synthetic species:
+# - no horizontal flip: entities are individual x side, and a mirrored left flank is no right flank;
+# - a narrow ResNet-18 (32..256 channels), AdamW, light padding/erasing, no Cutout, no warm-up;
+# - the circle loss off or weak (at gamma 64 it swamped the identity loss from random weights).
 DEMO_CONFIG = {
-    "backbone": "resnet18", "pretrained": None, "img_size": 64, "smallscale": False, "optimizer": "adamw",
-    "ids_per_batch": 8, "images_per_id": 4, "warmup_epochs": 1, "cutout_p": 0.0,
+    "backbone": "resnet18", "backbone_kwargs": {"channels": [32, 64, 128, 256]}, "pretrained": None,
+    "img_size": 64, "smallscale": False, "optimizer": "adamw", "backbone_lr_mult": 1.0, "warmup_epochs": 0,
+    "ids_per_batch": 8, "images_per_id": 3, "flip_p": 0.0, "pad": 4, "erasing_p": 0.3, "cutout_p": 0.0,
+    "lr_step_epoch": 1000, "circle_gamma": 32,
 }
-DEMO_BOUNDS = {"lr": (5e-4, 3e-3), "lambda_dve": (0.0, 0.5), "circle_gamma": [32, 64]}
+DEMO_BOUNDS = {"lr": (5e-4, 2e-3), "lambda_dve": (0.1, 0.4), "lambda_reid": [0, 0.5], "circle_gamma": [32]}
 
 
 def ensure_synthetic(settings: Settings, individuals: int, images: int, size: int, seed: int) -> pl.DataFrame:
@@ -41,8 +46,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--images-per-individual", type=int, default=12)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-samples", type=int, default=4, help="trials per species")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--num-samples", type=int, default=2, help="trials per species")
+    parser.add_argument("--epochs", type=int, default=30)
     # Opt-in until the CPU-sized DVE recipe reliably beats the baselines within the demo's time budget.
     parser.add_argument("--tune", action="store_true", help="also tune DVE per species and register the best")
     args = parser.parse_args(argv)
