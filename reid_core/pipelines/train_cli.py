@@ -53,7 +53,8 @@ def main(argv: list[str]) -> int:
                                   dataset=args.dataset or "custom", data_version=tracking.data_version(rows))
     client = tracking.configure(settings)
     run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
-    tracking.log_params(run_id, {"workers": args.workers, "seed": args.seed, **restored.progress.meta["config"]},
+    tracking.log_params(run_id, {"workers": args.workers, "seed": args.seed, "use_masked": job.use_masked,
+                                 **restored.progress.meta["config"]},
                         settings=settings)
     tracking.log_metrics_history(run_id, restored.progress.history, settings=settings)
     published = publish(restored, rows, run_id, species=args.species, tags=tags, use_masked=job.use_masked)

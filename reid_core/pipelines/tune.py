@@ -170,7 +170,8 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
     parent = tracking.start_sweep_run(
         experiment, species, request.method, tags=tags,
         params={"num_samples": request.num_samples, "workers_per_trial": request.workers_per_trial,
-                "seed": request.seed, "bounds": request.bounds, **{f"fixed.{k}": v for k, v in fixed.items()}},
+                "seed": request.seed, "bounds": request.bounds, "use_masked": request.use_masked,
+                **{f"fixed.{k}": v for k, v in fixed.items()}},
         settings=settings)
 
     base = TrainJob(manifest=request.manifest, species=species, method=request.method, overrides=fixed,
