@@ -43,8 +43,11 @@ class ManifestDataset(Dataset):
         *,
         column: str | None = None,
         filesystem: pafs.FileSystem | None = None,
+        cache: bool = False,
     ) -> None:
         self.uris = df[column or image_column(df)].to_list()
+        # Decoded images kept in memory across epochs: for small datasets where decoding dominates.
+        self._cache: dict[int, object] | None = {} if cache else None
         self.labels, self.label_names = entity_codes(df)
         self.sides = side_codes(df)
         self.transform = transform
@@ -54,7 +57,12 @@ class ManifestDataset(Dataset):
         return len(self.uris)
 
     def __getitem__(self, index: int) -> dict:
-        image = rio.read_image(self.uris[index], self.filesystem)
+        if self._cache is not None and index in self._cache:
+            image = self._cache[index]
+        else:
+            image = rio.read_image(self.uris[index], self.filesystem)
+            if self._cache is not None:
+                self._cache[index] = image
         image = self.transform(image) if self.transform else image
         return {
             "image": image,

@@ -40,6 +40,7 @@ class TrainJob:
     eval_batch_size: int = 64
     loader_workers: int = 0
     use_gpu: bool = False
+    cache_images: bool = False  # keep decoded training images in memory (small datasets only)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,7 +77,8 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
         warnings.warn(
             f"use_masked=True but the {job.species!r} training rows have no complete 'masked_uri' column: "
             "training on the original images (image_uri), backgrounds included", stacklevel=2)
-    dataset = ManifestDataset(train_rows, method.train_transform(config_obj), column=column)
+    dataset = ManifestDataset(train_rows, method.train_transform(config_obj), column=column,
+                              cache=job.cache_images)
     sampler = PKBatchSampler(dataset.labels, config_obj.ids_per_batch, config_obj.images_per_id,
                              num_replicas=world, rank=rank, seed=job.seed)
     loader = session.prepare_loader(DataLoader(dataset, batch_sampler=sampler, num_workers=job.loader_workers,

@@ -70,7 +70,8 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     request = TuneRequest(method="dve", species=list(SPECIES), manifest=str(settings.synthetic_dir / "manifest.parquet"),
                           num_samples=args.num_samples, max_concurrent=2, epochs=args.epochs, seed=args.seed,
-                          overrides=DEMO_CONFIG, bounds=DEMO_BOUNDS, dataset="synthetic")
+                          overrides=DEMO_CONFIG, bounds=DEMO_BOUNDS, dataset="synthetic",
+                          cache_images=True)
     summary = run_tuning(request, settings).join(
         baselines.select("species", pl.col("chance_mAP"), pl.col("chance_rank1")), on="species", how="left")
     print(f"\nBest DVE model per species (test split; chance = random embeddings), "

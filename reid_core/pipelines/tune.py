@@ -47,6 +47,7 @@ class TuneRequest:
     use_masked: bool = True
     dataset: str = "custom"
     cpus_per_trial: float = 1.0
+    cache_images: bool = False
 
 
 @dataclass
@@ -175,7 +176,8 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
         settings=settings)
 
     base = TrainJob(manifest=request.manifest, species=species, method=request.method, overrides=fixed,
-                    seed=request.seed, use_masked=request.use_masked, use_gpu=request.use_gpu).to_dict()
+                    seed=request.seed, use_masked=request.use_masked, use_gpu=request.use_gpu,
+                    cache_images=request.cache_images).to_dict()
     storage_path = str(settings.ray_storage / "tune" / f"{request.method}-{species}-{parent[:8]}")
     trainable = functools.partial(run_trial, base=base, workers=request.workers_per_trial,
                                   storage_path=storage_path, cpus_per_trial=request.cpus_per_trial)
