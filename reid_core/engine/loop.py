@@ -147,13 +147,13 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
                 metrics |= {f"val.{k}": v for k, v in val.items()}
 
             progress.stage, progress.epoch = stage_index, epoch
-            state = None
+            snapshot = None  # only rank 0 checkpoints
             if rank == 0:
                 progress.history.append(metrics)
-                state = {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict() if scheduler is not None else {}}
-            session.report(metrics, state, progress)
-        state = None
+                snapshot = {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict() if scheduler is not None else {}}
+            session.report(metrics, snapshot, progress)
+        state = None  # the restored optimiser state belonged to this stage only
         epochs_before += stage.epochs
     return progress
 

@@ -43,6 +43,14 @@ def parse_bounds(items: list[str] | None) -> dict[str, Any]:
     return bounds
 
 
+def dataset_name(manifest: str) -> str:
+    """The name recorded in MLflow tags when --dataset is not given: the manifest's folder."""
+    if "synthetic" in manifest:
+        return "synthetic"
+    parts = manifest.rstrip("/").split("/")
+    return parts[-2] if len(parts) > 1 and parts[-2] else "custom"
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("--manifest", default=str(settings.synthetic_dir / "manifest.parquet"),
                         help="manifest Parquet (local path or s3:// URI); default: the synthetic species")

@@ -13,7 +13,6 @@ from reid_core.engine import checkpoint as ckpt
 from reid_core.engine.loop import TrainJob, train, train_worker
 from reid_core.engine.session import LocalSession
 from reid_core.pipelines.ray_runtime import init_ray
-from reid_core.pipelines.restore import latest_checkpoint
 from reid_core.settings import Settings
 
 
@@ -66,5 +65,3 @@ def run_training(
     directory = Path(result.checkpoint.to_directory())
     return TrainOutcome(directory, ckpt.load_progress(directory))
 
-
-__all__ = ["TrainOutcome", "run_training", "latest_checkpoint"]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reid_core.pipelines.cli import add_common_arguments, format_table, parse_assignments, parse_bounds
+from reid_core.pipelines.cli import (
+    add_common_arguments,
+    dataset_name,
+    format_table,
+    parse_assignments,
+    parse_bounds,
+)
 from reid_core.settings import Settings
 
 
@@ -45,17 +51,13 @@ def main(method: str, argv: list[str]) -> int:
         bounds=parse_bounds(args.bound),
         overrides=parse_assignments(args.overrides, "--set"),
         use_masked=not args.original_images,
-        dataset=args.dataset or _dataset_name(args.manifest),
+        dataset=args.dataset or dataset_name(args.manifest),
     )
     settings.ensure_dirs()
     table = run_tuning(request, settings)
     print("\n" + format_table(table.to_dicts()))
     print(f"\nMLflow: experiment 'reid-{method}' in {settings.tracking_uri}  (open it with `make ui`)")
     return 0
-
-
-def _dataset_name(manifest: str) -> str:
-    return "synthetic" if "synthetic" in manifest else manifest.rstrip("/").split("/")[-2] if "/" in manifest else "custom"
 
 
 if __name__ == "__main__":
