@@ -1,0 +1,1 @@
+"""Background removal: mask proposals, foreground models, fusion criteria and masking."""
