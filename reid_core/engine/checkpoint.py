@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -42,6 +43,34 @@ def load_progress(directory: str | Path) -> Progress:
 
 def load_state(directory: str | Path, map_location: str | torch.device = "cpu") -> dict:
     return torch.load(Path(directory) / STATE_FILE, map_location=map_location, weights_only=True)
+
+
+class Restored(NamedTuple):
+    progress: Progress
+    state: dict
+
+
+def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Restored:
+    return Restored(load_progress(directory), load_state(directory, map_location))
+
+
+def load_ray(checkpoint, map_location: str | torch.device = "cpu") -> Restored | None:
+    """Load a ``ray.train.Checkpoint`` in place when it is local (``to_directory`` would leave a copy
+    in /tmp on every resume), through a temporary download otherwise."""
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        return load(directory, map_location)
+
+
+def local_directory(checkpoint, download_root: str | Path) -> Path:
+    """A local directory holding a ``ray.train.Checkpoint``: its own path on a local filesystem, else a
+    download under ``download_root`` (remote storage such as S3)."""
+    import pyarrow.fs
+
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+        return Path(checkpoint.path)
+    return Path(checkpoint.to_directory(str(Path(download_root) / Path(checkpoint.path).name)))
 
 
 class LocalCheckpoints:

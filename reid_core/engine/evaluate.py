@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 import torch
@@ -27,9 +29,8 @@ def protocol_for(df: pl.DataFrame) -> str:
 
 
 @torch.inference_mode()
-def embed_manifest(
-    method: Method,
-    model: torch.nn.Module,
+def embed_rows(
+    embed: Callable[[torch.Tensor], torch.Tensor],
     df: pl.DataFrame,
     transform,
     *,
@@ -38,13 +39,31 @@ def embed_manifest(
     device: torch.device | str = "cpu",
     num_workers: int = 0,
 ) -> np.ndarray:
-    was_training = model.training
-    model.eval()
+    """``embed`` (a batch of transformed images -> embeddings) over the rows of ``df``, in row order.
+
+    Takes a callable rather than a network so a loaded pt2 program (which cannot be put in eval mode
+    and has its test-time embedding baked in) shares this loop with a training network.
+    """
     dataset = ManifestDataset(df, transform, column=image_column(df, use_masked))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    chunks = [method.embed(model, batch["image"].to(device)).float().cpu() for batch in loader]
-    model.train(was_training)
+    chunks = [embed(batch["image"].to(device)).float().cpu() for batch in loader]
     return torch.cat(chunks).numpy()
+
+
+def embed_manifest(
+    method: Method,
+    model: torch.nn.Module,
+    df: pl.DataFrame,
+    transform,
+    **embed_kwargs,
+) -> np.ndarray:
+    """The method's test-time embedding of every row of ``df`` (the model in eval mode meanwhile)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return embed_rows(lambda images: method.embed(model, images), df, transform, **embed_kwargs)
+    finally:
+        model.train(was_training)
 
 
 def evaluate_split(

@@ -89,10 +89,9 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
     progress = ckpt.Progress(meta={"num_classes": len(dataset.label_names), "method": job.method,
                                    "config": asdict(config_obj), "species": job.species})
     state = None
-    restore_dir = session.restore_dir()
-    if restore_dir:
-        progress = ckpt.load_progress(restore_dir)
-        state = ckpt.load_state(restore_dir, map_location=device)
+    restored = session.restore(device)
+    if restored:
+        progress, state = restored
         unwrap(model).load_state_dict(state["model"])
     eval_transform = method.eval_transform(config_obj)
     epochs_before = 0

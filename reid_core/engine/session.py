@@ -27,8 +27,8 @@ class Session(Protocol):
 
     def prepare_loader(self, loader: DataLoader) -> DataLoader: ...
 
-    def restore_dir(self) -> str | None:
-        """A checkpoint directory to resume from, or None for a fresh start."""
+    def restore(self, map_location: torch.device) -> ckpt.Restored | None:
+        """The checkpoint to resume from, or None for a fresh start."""
 
     def report(self, metrics: dict, state: dict | None, progress: ckpt.Progress) -> None:
         """Called once per epoch on every rank; ``state`` is given on rank 0 only."""
@@ -59,9 +59,9 @@ class LocalSession(_InProcess):
         self.store = ckpt.LocalCheckpoints(directory)
         self.last_checkpoint: Path | None = None
 
-    def restore_dir(self) -> str | None:
+    def restore(self, map_location: torch.device) -> ckpt.Restored | None:
         latest = self.store.latest()
-        return str(latest) if latest else None
+        return ckpt.load(latest, map_location) if latest else None
 
     def report(self, metrics: dict, state: dict | None, progress: ckpt.Progress) -> None:
         self.last_checkpoint = self.store.save(state, progress)
@@ -70,11 +70,10 @@ class LocalSession(_InProcess):
 class TuneTrialSession(_InProcess):
     """An in-process Tune trial: metrics and checkpoints go to Tune, which persists and resumes them."""
 
-    def restore_dir(self) -> str | None:
+    def restore(self, map_location: torch.device) -> ckpt.Restored | None:
         import ray.tune
 
-        checkpoint = ray.tune.get_checkpoint()
-        return checkpoint.to_directory() if checkpoint else None
+        return ckpt.load_ray(ray.tune.get_checkpoint(), map_location)
 
     def report(self, metrics: dict, state: dict | None, progress: ckpt.Progress) -> None:
         import ray.tune
@@ -107,11 +106,10 @@ class RayTrainSession:
         # The P x K sampler already splits batches across ranks; a DistributedSampler would break them.
         return ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False)
 
-    def restore_dir(self) -> str | None:
+    def restore(self, map_location: torch.device) -> ckpt.Restored | None:
         import ray.train
 
-        checkpoint = ray.train.get_checkpoint()
-        return checkpoint.to_directory() if checkpoint else None
+        return ckpt.load_ray(ray.train.get_checkpoint(), map_location)
 
     def report(self, metrics: dict, state: dict | None, progress: ckpt.Progress) -> None:
         import ray.train

@@ -62,6 +62,6 @@ def run_training(
     result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"training run {run_name!r} finished without a checkpoint; see the Ray logs above")
-    directory = Path(result.checkpoint.to_directory())
+    directory = ckpt.local_directory(result.checkpoint, settings.checkpoints_dir / run_name)
     return TrainOutcome(directory, ckpt.load_progress(directory))
 

@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from reid_core import tracking
+from reid_core.engine import checkpoint as ckpt
 from reid_core.engine.loop import TrainJob, load_species_rows, train, train_worker
 from reid_core.engine.session import TuneTrialSession
 from reid_core.models.registry import get_method
@@ -146,7 +147,7 @@ def _trial_logger(parent_run_id: str, tags: Mapping[str, str], settings: Setting
 
 def _best_checkpoint_dir(best, storage_path: str) -> Path:
     if best.checkpoint is not None:  # in-process trials report checkpoints to Tune itself
-        return Path(best.checkpoint.to_directory())
+        return ckpt.local_directory(best.checkpoint, Path(storage_path) / "downloaded")
     # DDP trials: the TorchTrainer persisted them under its own run name.
     return latest_checkpoint(Path(storage_path) / f"trial-{best.metrics['trial_id']}")
 

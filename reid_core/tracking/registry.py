@@ -32,6 +32,15 @@ def registered_model_name(method: str, species: str) -> str:
     return f"reid-{method}-{species}"
 
 
+def parse_registered_model_name(name: str) -> tuple[str, str]:
+    """``reid-dve-sea_turtle`` -> ``("dve", "sea_turtle")``; the inverse of :func:`registered_model_name`."""
+    prefix, _, rest = name.partition("-")
+    method, _, species = rest.partition("-")
+    if prefix != "reid" or not _NAME_PART.match(method) or not _NAME_PART.match(species):
+        raise ValueError(f"{name!r} is not a reid-<method>-<species> model name (e.g. reid-dve-tiger)")
+    return method, species
+
+
 def model_uri(name: str, alias: str = CANDIDATE) -> str:
     """URI that resolves an alias at load time, e.g. ``models:/reid-dve-tiger@production``."""
     return f"models:/{name}@{alias}"
