@@ -32,4 +32,4 @@ def build_segmenter(name: str, options: dict | None = None) -> Segmenter:
 
 def _load_builtin() -> None:
     # Imported on first use: SAM and the foreground runtime are heavy, and only actors need them.
-    from reid_core.segmentation import reference  # noqa: F401
+    from reid_core.segmentation import reference, segmenters  # noqa: F401

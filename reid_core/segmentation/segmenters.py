@@ -1,0 +1,227 @@
+"""AER's background removal as a Segmenter: SAM proposals + a foreground model + a fusion criterion +
+a no-pass policy, with per-species presets. Registered as ``sam+isnet``, ``sam`` and ``isnet``.
+
+Options are plain keywords so they can come from ``--set key=value`` (strings are coerced):
+``sam_checkpoint``, ``model_type`` (vit_h / vit_l / vit_b / tiny), ``isnet_model`` (local path or s3://
+URI each), ``device`` (auto / cpu / cuda), ``criterion``, ``theta``, ``sam_mode`` (automatic / prompted),
+``preset`` (tiger / elephant / yak, or ``species`` for the row's species), ``policy`` (fallback / keep /
+flag), ``min_foreground_ratio``, ``max_width`` / ``max_height``, ``isnet_mean`` (aer / dis),
+``isnet_post_process``, ``isnet_threads`` (onnxruntime), ``cache_dir`` (for s3:// model files), and
+SamAutomaticMaskGenerator's parameters (``points_per_side``, ``pred_iou_thresh``,
+``stability_score_thresh``, ``min_mask_region_area``, ...).
+
+Results carry ``details``: criterion, theta, sam_mode, proposals (count), accepted (indices), inverted,
+foreground_ratio, policy and scale (segmented height / original height).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from reid_core.segmentation import fusion
+from reid_core.segmentation.base import SegmentationResult
+from reid_core.segmentation.factory import register
+from reid_core.segmentation.foreground import ForegroundModel
+from reid_core.segmentation.resize import MAX_HEIGHT, MAX_WIDTH, downscale, resize_mask
+
+if TYPE_CHECKING:  # torch and segment-anything load in the actors that build a SAM, not on the driver
+    from reid_core.segmentation.sam import SamProposer
+
+SAM_MODES = ("automatic", "prompted")
+
+
+@dataclass(frozen=True)
+class FusionRule:
+    criterion: str
+    theta: float | None = None  # None: the criterion's default
+    sam_mode: str = "automatic"  # how SAM proposes; unused by foreground_only
+
+    def __post_init__(self):
+        if self.criterion not in fusion.CRITERIA:
+            raise ValueError(f"unknown fusion criterion {self.criterion!r}; choose one of {', '.join(fusion.CRITERIA)}")
+        if self.sam_mode not in SAM_MODES:
+            raise ValueError(f"unknown sam_mode {self.sam_mode!r}; choose one of {', '.join(SAM_MODES)}")
+
+    @property
+    def needs_sam(self) -> bool:
+        return self.criterion in fusion.NEEDS_PROPOSALS
+
+    @property
+    def needs_foreground(self) -> bool:
+        return self.criterion in fusion.NEEDS_FOREGROUND
+
+
+# AER's protocol per species, by split ("*": any other split). Yak: prompted SAM for the training
+# images, the foreground model alone for the test set.
+PRESETS: dict[str, dict[str, FusionRule]] = {
+    "tiger": {"*": FusionRule("largest_iou", 0.3)},
+    "elephant": {"*": FusionRule("coverage", 0.5)},
+    "yak": {"test": FusionRule("foreground_only"), "*": FusionRule("sam_only", sam_mode="prompted")},
+}
+BY_SPECIES = "species"  # preset value: look the row's species up in PRESETS
+
+
+def preset_rule(preset: str, split: str | None) -> FusionRule:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown segmentation preset {preset!r}; choose one of {', '.join(PRESETS)} "
+                         f"or {BY_SPECIES!r}")
+    rules = PRESETS[preset]
+    return rules.get(split or "*", rules["*"])
+
+
+def possible_rules(rule: FusionRule, preset: str | None) -> list[FusionRule]:
+    """Every rule a segmenter may apply, so missing models fail at construction, not per image."""
+    if preset is None:
+        return [rule]
+    if preset == BY_SPECIES:
+        return [rule, *(r for rules in PRESETS.values() for r in rules.values())]
+    preset_rule(preset, None)  # validates the name
+    return list(PRESETS[preset].values())
+
+
+class ProposalFusionSegmenter:
+    """Downscale (AER's 2250 x 1500 limit), propose with SAM, predict the foreground, fuse, resolve
+    no-pass cases, and return the mask at the original size."""
+
+    def __init__(self, name: str, rule: FusionRule, *, sam: SamProposer | None = None,
+                 foreground: ForegroundModel | None = None, preset: str | None = None, policy: str = "fallback",
+                 min_foreground_ratio: float = 0.1, max_width: int | None = MAX_WIDTH,
+                 max_height: int | None = MAX_HEIGHT):
+        if policy not in fusion.POLICIES:
+            raise ValueError(f"unknown no-pass policy {policy!r}; choose one of {', '.join(fusion.POLICIES)}")
+        self.name, self.rule, self.preset, self.policy = name, rule, preset, policy
+        self.sam, self.foreground = sam, foreground
+        self.min_foreground_ratio, self.max_width, self.max_height = min_foreground_ratio, max_width, max_height
+        for candidate in possible_rules(rule, preset):
+            if candidate.needs_sam and sam is None:
+                raise ValueError(f"criterion {candidate.criterion} needs SAM: pass sam_checkpoint (and model_type)")
+            if candidate.needs_foreground and foreground is None:
+                raise ValueError(f"criterion {candidate.criterion} needs a foreground model: pass isnet_model")
+
+    def rule_for(self, row: dict | None) -> FusionRule:
+        row = row or {}
+        if self.preset is None:
+            return self.rule
+        if self.preset == BY_SPECIES:
+            species = row.get("species")
+            return preset_rule(species, row.get("split")) if species in PRESETS else self.rule
+        return preset_rule(self.preset, row.get("split"))
+
+    def _proposals(self, rule: FusionRule, image: np.ndarray) -> list[np.ndarray]:
+        if rule.sam_mode == "automatic":
+            return _stage("sam", self.sam.automatic, image)
+        return [_stage("sam", self.sam.prompted, image)]
+
+    def _foreground(self, image: np.ndarray) -> np.ndarray:
+        return _stage(self.foreground.name, self.foreground.predict, image)
+
+    def segment(self, image: np.ndarray, row: dict | None = None) -> SegmentationResult:
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+            shape = getattr(image, "shape", None)
+            dtype = getattr(image, "dtype", type(image).__name__)
+            return SegmentationResult(None, self.name, "failed", f"expected an RGB uint8 H x W x 3 image, got "
+                                                                 f"{dtype} of shape {shape}")
+        height, width = image.shape[:2]
+        rule = self.rule_for(row)
+        small = downscale(image, self.max_height, self.max_width)
+        try:
+            masks = self._proposals(rule, small) if rule.needs_sam else None
+            foreground = self._foreground(small) if rule.needs_foreground else None
+            fused = fusion.fuse(rule.criterion, masks, foreground, rule.theta, self.min_foreground_ratio)
+            if fused.mask is None and self.policy == "fallback" and foreground is None and self.foreground is not None:
+                foreground = self._foreground(small)  # only now: the fallback needs it (sam_only rules)
+        except _ModelError as error:
+            return SegmentationResult(None, self.name, "failed", str(error), {"criterion": rule.criterion})
+        mask, status, message = fusion.resolve(fused, foreground, self.policy, small.shape[:2])
+        details = {
+            "criterion": rule.criterion,
+            "theta": fusion.DEFAULT_THETA.get(rule.criterion) if rule.theta is None else rule.theta,
+            "sam_mode": rule.sam_mode if rule.needs_sam else None,
+            "proposals": None if masks is None else len(masks),
+            "accepted": list(fused.accepted),
+            "inverted": fused.inverted,
+            "foreground_ratio": None if foreground is None else float(foreground.mean()),
+            "policy": self.policy,
+            "scale": small.shape[0] / height,
+        }
+        return SegmentationResult(resize_mask(mask, height, width), self.name, status, message, details)
+
+
+class _ModelError(Exception):
+    """A model failed on one image (GPU out of memory, odd content): that row fails, not the job."""
+
+
+def _stage(name: str, run, image: np.ndarray):
+    try:
+        return run(image)
+    except Exception as error:
+        raise _ModelError(f"{name}: {type(error).__name__}: {error}") from error
+
+
+def _as_bool(value) -> bool:
+    if isinstance(value, str):
+        if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value.lower() in {"true", "1", "yes"}
+    return bool(value)
+
+
+def _as_limit(value) -> int | None:
+    return None if value is None or str(value).lower() == "none" else int(value)
+
+
+def build(name: str, *, default_criterion: str, sam_checkpoint: str | None = None, model_type: str = "vit_h",
+          isnet_model: str | None = None, device: str = "auto", criterion: str | None = None,
+          theta: float | str | None = None, sam_mode: str = "automatic", preset: str | None = None,
+          policy: str = "fallback", min_foreground_ratio: float | str = 0.1,
+          max_width: int | str | None = MAX_WIDTH, max_height: int | str | None = MAX_HEIGHT,
+          isnet_mean: str = "aer", isnet_post_process: bool | str = True, isnet_threads: int | str | None = None,
+          cache_dir: str | None = None, **generator_options) -> ProposalFusionSegmenter:
+    """Load what the rules need and assemble the segmenter (runs once per Ray actor)."""
+    if preset not in (None, BY_SPECIES) and (criterion is not None or theta is not None):
+        raise ValueError(f"preset {preset!r} fixes the criterion and theta: pass either preset or criterion/theta")
+    rule = FusionRule(criterion or default_criterion, None if theta is None else float(theta), sam_mode)
+    rules = possible_rules(rule, preset)
+    sam = None
+    if any(r.needs_sam for r in rules):
+        from reid_core.segmentation.sam import SamProposer, load_sam
+
+        sam = SamProposer(load_sam(model_type, sam_checkpoint, device, cache_dir=cache_dir), **generator_options)
+    elif generator_options:
+        raise ValueError(f"unknown option(s) {', '.join(sorted(generator_options))} for {name}")
+    foreground = None
+    if isnet_model is not None or any(r.needs_foreground for r in rules):
+        if isnet_model is None:
+            needing = next(r.criterion for r in rules if r.needs_foreground)
+            raise ValueError(f"criterion {needing} needs a foreground model: pass isnet_model=<path or s3:// URI> "
+                             "(see reid_core/segmentation/foreground.py for the file)")
+        from reid_core.segmentation.foreground import ISNetForeground
+
+        foreground = ISNetForeground(isnet_model, device, isnet_mean, _as_bool(isnet_post_process),
+                                     threads=None if isnet_threads is None else int(isnet_threads),
+                                     cache_dir=cache_dir)
+    return ProposalFusionSegmenter(name, rule, sam=sam, foreground=foreground, preset=preset, policy=policy,
+                                   min_foreground_ratio=float(min_foreground_ratio),
+                                   max_width=_as_limit(max_width), max_height=_as_limit(max_height))
+
+
+@register("sam+isnet")
+def build_sam_isnet(*, device: str = "auto", **options) -> ProposalFusionSegmenter:
+    """AER's fusion; ``criterion`` defaults to largest_iou (tigers); see ``PRESETS`` for the others."""
+    # ``device`` is named so the pipeline can see (by signature) that the segmenter takes one.
+    return build("sam+isnet", default_criterion="largest_iou", device=device, **options)
+
+
+@register("sam")
+def build_sam_only(*, device: str = "auto", policy: str = "flag", **options) -> ProposalFusionSegmenter:
+    """SAM alone: the largest automatic mask, or the prompted one with ``sam_mode=prompted``."""
+    return build("sam", default_criterion="sam_only", device=device, policy=policy, **options)
+
+
+@register("isnet")
+def build_isnet_only(*, device: str = "auto", policy: str = "flag", **options) -> ProposalFusionSegmenter:
+    """The foreground model alone (AER's yak test set)."""
+    return build("isnet", default_criterion="foreground_only", device=device, policy=policy, **options)
