@@ -30,12 +30,14 @@ from reid_core.tracking.registry import (
 )
 from reid_core.tracking.runs import (
     end_run,
+    log_artifacts,
     log_metrics,
     log_metrics_history,
     log_params,
     log_table,
     log_trial_run,
     set_tags,
+    start_run,
     start_sweep_run,
     start_trial_run,
 )
@@ -61,6 +63,7 @@ __all__ = [
     "latest_run",
     "list_versions",
     "load_model",
+    "log_artifacts",
     "log_metrics",
     "log_metrics_history",
     "log_params",
@@ -80,6 +83,7 @@ __all__ = [
     "set_alias",
     "set_tags",
     "standard_tags",
+    "start_run",
     "start_sweep_run",
     "start_trial_run",
     "tag_version",

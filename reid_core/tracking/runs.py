@@ -117,6 +117,25 @@ def end_run(run_id: str, status: str = "FINISHED", settings: Settings | None = N
     configure(settings).set_terminated(run_id, status=status)
 
 
+def start_run(experiment: str, run_kind: str, run_name: str, tags: Mapping[str, Any] | None = None,
+              params: Mapping[str, Any] | None = None, settings: Settings | None = None) -> str:
+    """Create a RUNNING run of kind ``run_kind`` (tag ``run_kind``, e.g. "transfer_matrix") in experiment
+    ``experiment`` (a name); returns its id. Close it with :func:`end_run`."""
+    client = configure(settings)
+    experiment_id = get_or_create_experiment(experiment, settings)
+    all_tags = {**{k: str(v) for k, v in (tags or {}).items()}, "run_kind": run_kind}
+    run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    if params:
+        log_params(run.info.run_id, params, settings)
+    return run.info.run_id
+
+
+def log_artifacts(run_id: str, local_dir: str | Path, artifact_path: str | None = None,
+                  settings: Settings | None = None) -> None:
+    """Upload every file under ``local_dir`` to the run (under ``artifact_path``)."""
+    configure(settings).log_artifacts(run_id, str(local_dir), artifact_path=artifact_path)
+
+
 def start_sweep_run(experiment: str, species: str, method: str, tags: Mapping[str, Any] | None = None,
                     params: Mapping[str, Any] | None = None, run_name: str | None = None,
                     settings: Settings | None = None) -> str:

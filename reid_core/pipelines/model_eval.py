@@ -1,0 +1,92 @@
+"""Evaluate a logged or registered model on one species' test split with that species' protocol.
+
+Shared by promotion (candidate vs production) and the transfer matrix (every model x every test set).
+It works from the model URI alone: the pt2 program embeds (the method's test-time embedding is baked
+in at logging), and the MLmodel metadata written by ``publish`` names the method and image size, so
+the method registry gives the matching eval transform. Nothing here is DVE-specific.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+import torch
+
+from reid_core import tracking
+from reid_core.data import manifest
+from reid_core.engine.evaluate import embed_rows, protocol_for
+from reid_core.evaluation.protocols import evaluate_manifest
+from reid_core.models.registry import get_method
+from reid_core.settings import Settings
+
+TEST_SPLIT = "test"
+
+
+@dataclass
+class ModelEvaluation:
+    uri: str
+    species: str
+    protocol: str
+    n_images: int
+    metrics: dict[str, float]
+
+
+def species_test_rows(manifest_uri: str, species: str, df: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The ``test`` rows of ``species``; errors name the file and the fix."""
+    df = manifest.read(manifest_uri) if df is None else df
+    rows = df.filter(pl.col("species") == species)
+    if rows.is_empty():
+        known = ", ".join(sorted(df["species"].unique().to_list()))
+        raise ValueError(f"manifest {manifest_uri} has no rows of species {species!r} (it has: {known}); "
+                         "pass the manifest that species was trained on with --manifest")
+    test = rows.filter(pl.col("split") == TEST_SPLIT)
+    if test.is_empty():
+        splits = ", ".join(sorted(rows["split"].drop_nulls().unique().to_list()))
+        raise ValueError(f"manifest {manifest_uri} has no {TEST_SPLIT!r} rows for species {species!r} "
+                         f"(its splits: {splits}); convert the dataset with a test split "
+                         "(python -m reid_core.data.convert ...) or point --manifest at one that has it")
+    return test
+
+
+def eval_transform_for(uri: str, settings: Settings | None = None):
+    """The method's eval transform at the logged image size, from the model's MLmodel metadata."""
+    import mlflow
+
+    tracking.configure(settings)
+    metadata: dict[str, Any] = mlflow.models.get_model_info(uri).metadata or {}
+    if "method" not in metadata:
+        raise ValueError(f"{uri} has no 'method' in its MLmodel metadata, so its preprocessing is unknown; "
+                         "log models with reid_core.pipelines.publish")
+    method = get_method(metadata["method"])
+    # A full config when the logger recorded one; otherwise the defaults at the logged image size.
+    config = dict(metadata.get("config") or {})
+    if "img_size" in metadata:
+        config["img_size"] = metadata["img_size"]
+    return method.eval_transform(method.default_config(**config))
+
+
+def evaluate_model(
+    uri: str,
+    rows: pl.DataFrame,
+    *,
+    settings: Settings | None = None,
+    use_masked: bool = True,
+    batch_size: int = 64,
+    protocol: str | None = None,
+) -> ModelEvaluation:
+    """Metrics (``evaluate_manifest`` names: mAP, rank1, ...) of model ``uri`` on the test ``rows``.
+
+    ``uri`` is any MLflow model URI; resolve aliases to a version first (``models:/name/7``) when the
+    result must name exactly which model was measured.
+    """
+    model = tracking.load_model(uri, settings)
+    transform = eval_transform_for(uri, settings)
+    protocol = protocol or protocol_for(rows)
+    # A pt2 program has eval behaviour baked in (and cannot be switched); just call it.
+    with torch.inference_mode():
+        features = embed_rows(model, rows, transform, use_masked=use_masked, batch_size=batch_size)
+    metrics = evaluate_manifest(features, rows, protocol, split=None)
+    species = rows["species"][0] if rows.height else ""
+    return ModelEvaluation(uri, species, protocol, rows.height, {k: float(v) for k, v in metrics.items()})
