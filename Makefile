@@ -5,10 +5,11 @@ UV := .tools/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # Byte-code caching saves ~10 s of recompilation per process on the heavy imports (torch, ray, mlflow).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup demo test lint ui bench clean
+.PHONY: setup browser demo test lint ui bench clean
 
 setup: $(VENV)/.synced
 
@@ -20,10 +21,18 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --all-extras
 	touch $@
 
+# Debian's Chromium for the headless UI test (tests/test_mlflow_server.py), installed only when missing.
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the headless UI test"; \
+	  command -v apt-get >/dev/null || { echo "no apt-get: install Chromium yourself and put it on PATH as 'chromium'" >&2; exit 1; }; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
 demo: setup
 	$(PY) workflows/demo.py
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
 lint: setup
