@@ -1,0 +1,725 @@
+"""Background removal over a whole manifest with Ray Data: resumable, idempotent, per-row errors.
+
+The driver reads the manifest (local or s3://), works out which rows are already done and hands the
+rest to a pool of actors (``ray.data.ActorPoolStrategy``; ``num_gpus`` per actor may be a fraction).
+Each actor builds its segmenter once from a picklable (name, options) pair, then for every row reads
+the bytes, decodes them (odd modes converted to 8-bit RGB, absurd sizes refused), segments, masks and
+writes, per image id:
+
+    <output>/<species>/masks/<image_id>.png       the mask (255 = animal)
+    <output>/<species>/masked/<image_id>.png      the masked image (background filled, optionally cropped)
+    <output>/_journal/part-<uuid>.parquet         one record per row of the batch, written last
+
+Every file is written atomically (write-then-rename locally, one PUT on S3). A row is *done* when its
+journal record says ok / fallback / flagged and both image files exist; a rerun skips done rows, redoes
+rows that a killed run left half-written (a mask without its masked image, images without a record)
+and retries failed ones. Temporary files left by a kill are removed at the start of the next run. At the
+end the updated manifest (``mask_uri``, ``masked_uri``, ``seg_method``, ``seg_status``, ``seg_error``;
+every other column and the row order kept) is written to ``<output>/manifest.parquet`` and the journal
+is compacted into one file. Two runs must not write to the same output at the same time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import io
+import json
+import os
+import re
+import time
+import uuid
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from PIL import Image, UnidentifiedImageError
+
+from reid_core.data import io as rio
+from reid_core.data import manifest as mf
+from reid_core.segmentation.masking import MaskingConfig, apply_mask, mask_from_png, mask_to_png
+from reid_core.segmentation.quality import mask_iou
+from reid_core.settings import Settings
+
+DEFAULT_METHOD = "sam+isnet"
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's own warning threshold
+JOURNAL_DIR = "_journal"
+DONE_STATUSES = ("ok", "fallback", "flagged")
+SEG_COLUMNS = tuple(mf.SEGMENTATION_SCHEMA)
+_TMP_SUFFIX = re.compile(r"\.tmp-[0-9a-f]{32}$")  # what rio.write_bytes leaves behind when killed
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_INTERNAL = ("_mask_target", "_masked_target", "_done", "_selected")  # plan columns, never written
+FORWARDED_ENV = ("REID_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+RESULT_SCHEMA = pa.schema([
+    ("image_id", pa.string()),
+    ("mask_uri", pa.string()),
+    ("masked_uri", pa.string()),
+    ("seg_method", pa.string()),
+    ("seg_status", pa.string()),
+    ("seg_error", pa.string()),
+    ("seg_converted", pa.string()),  # what decoding converted, e.g. "CMYK->RGB"
+    ("seg_iou", pa.float64()),  # IoU against the reference mask, where the manifest has one
+    ("seg_criterion", pa.string()),  # the fusion criterion the segmenter applied, where it says
+    ("seg_seconds", pa.float64()),  # decode + segment + mask, per row (reads and writes overlap)
+    ("seg_config", pa.string()),  # the settings that produced the row (method, options, masking)
+    ("seg_time", pa.float64()),  # unix time the record was made: the latest record of a row wins
+])
+
+
+class ImageTooLarge(ValueError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure pieces: decoding, names
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str | None]:
+    """Bytes -> (H x W x 3 uint8 RGB, what was converted or None).
+
+    Grayscale, palette, CMYK and other modes are converted to RGB; 16-bit data is scaled to 8 bits
+    (not clipped); alpha is composited onto white. Images over ``max_pixels`` are refused before their
+    pixels are decoded; corrupt or truncated files raise Pillow's errors.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked below
+        try:
+            image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:  # Pillow's message names a BytesIO address: not stable, not useful
+            raise UnidentifiedImageError(f"not an image Pillow can read ({len(data):,} bytes starting "
+                                         f"{data[:8]!r}): the file is corrupt or in another format") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"{width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,}: "
+                            "downscale the image or raise --max-pixels")
+    image.load()  # truncated files fail here, not halfway through the segmenter
+    mode = image.mode
+    if mode == "RGB":
+        return np.asarray(image), None
+    if mode.startswith("I") or mode == "F":
+        values = np.asarray(image).astype(np.float64)
+        sixteen_bit = mode.startswith("I;16") or (mode == "I" and values.max(initial=0) > 255)
+        if sixteen_bit:
+            values = values / 257.0
+        elif mode == "F" and values.max(initial=0) <= 1.0:
+            values = values * 255.0
+        gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        note = f"{mode}->RGB" + (" (16-bit scaled to 8-bit)" if sixteen_bit else "")
+        return np.repeat(gray[..., None], 3, axis=2), note
+    if "A" in mode or "a" in mode or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB")), f"{mode}->RGB (alpha on white)"
+    return np.asarray(image.convert("RGB")), f"{mode}->RGB"
+
+
+def output_name(image_id: str) -> str:
+    """A relative path for an image id: '/' keeps making folders, other odd characters become '_'."""
+    parts = [_UNSAFE.sub("_", part) for part in str(image_id).split("/")]
+    return "/".join(part if part not in ("", ".", "..") else "_" for part in parts)
+
+
+def method_slug(method: str) -> str:
+    return _UNSAFE.sub("-", method.replace("+", "-").replace(":", "-")).strip("-") or "method"
+
+
+# --------------------------------------------------------------------------------------------------
+# The job and its plan
+
+
+@dataclass(frozen=True)
+class SegmentJob:
+    manifest: str
+    output: str | None = None  # default: <manifest's folder>/segmented-<method>
+    method: str = DEFAULT_METHOD  # a registered name, or "package.module:builder" for your own
+    options: dict = field(default_factory=dict)
+    masking: MaskingConfig = MaskingConfig()
+    species: tuple[str, ...] = ()  # empty: all
+    limit: int | None = None  # at most this many rows are processed in this run (after skipping done rows)
+    actors: int = 1
+    batch_size: int = 8
+    num_gpus: float = 0.0  # per actor; fractions share a GPU
+    num_cpus: float = 1.0  # per actor
+    io_threads: int = 4  # per actor: reads and writes overlap with segmentation
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    masked_format: str = "png"  # or "jpg"
+    quality: bool = True  # IoU against `ref_column` where the manifest has it
+    ref_column: str = "ref_mask_uri"
+    # Environment variables for the actors, on top of the S3 settings forwarded from the driver (the
+    # endpoint and region, never credentials: workers use their own, or a job's runtime_env).
+    worker_env: dict = field(default_factory=dict)
+
+    def output_dir(self) -> str:
+        if self.output:
+            return self.output.rstrip("/") if rio.is_s3(self.output) else str(rio.resolve(self.output)[1])
+        if rio.is_s3(self.manifest):
+            parent = self.manifest.rsplit("/", 1)[0]
+        else:
+            parent = os.path.dirname(rio.resolve(self.manifest)[1])
+        return rio.join(parent, f"segmented-{method_slug(self.method)}")
+
+    def manifest_out(self) -> str:
+        return rio.join(self.output_dir(), "manifest.parquet")
+
+    def config(self) -> str:
+        """What makes two runs' outputs comparable (the device is not part of it)."""
+        options = {k: v for k, v in sorted(self.options.items()) if k != "device"}
+        return json.dumps({"method": self.method, "options": options, "masking": asdict(self.masking),
+                           "masked_format": self.masked_format}, sort_keys=True, default=str)
+
+
+@dataclass
+class SegmentReport:
+    output: str
+    manifest_out: str
+    rows: int
+    selected: int
+    skipped: int
+    to_process: int
+    processed: int = 0
+    failed: int = 0
+    statuses: dict = field(default_factory=dict)
+    converted: dict = field(default_factory=dict)
+    iou_mean: float | None = None
+    iou_min: float | None = None
+    iou_rows: int = 0
+    stale_temp_files_removed: int = 0
+    ray_init_s: float = 0.0
+    first_batch_s: float | None = None  # from the start of execution (actor start-up included)
+    run_s: float = 0.0
+    images_per_s: float | None = None
+    images_per_s_after_first_batch: float | None = None
+    failures: list = field(default_factory=list)  # (image_id, error), the first few
+    notes: list = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fs(uri: str, filesystem: pafs.FileSystem | None) -> pafs.FileSystem | None:
+    """The injected filesystem is for s3:// URIs; local paths always use the local filesystem."""
+    return filesystem if rio.is_s3(uri) else None
+
+
+def _list_files(root: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSystem, list[str]]:
+    fs, path = rio.resolve(root, _fs(root, filesystem))
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    return fs, [info.path for info in infos if info.type == pafs.FileType.File]
+
+
+def _fs_path(uri: str, filesystem: pafs.FileSystem | None) -> str:
+    return rio.resolve(uri, _fs(uri, filesystem))[1]
+
+
+def read_journal(output: str, filesystem: pafs.FileSystem | None = None,
+                 files: list[str] | None = None) -> tuple[pl.DataFrame, list[str]]:
+    """All records under ``<output>/_journal`` (the latest per image id) and the files they came from."""
+    fs, paths = _list_files(rio.join(output, JOURNAL_DIR), filesystem) if files is None else (None, files)
+    fs = fs or rio.resolve(output, _fs(output, filesystem))[0]
+    paths = sorted(p for p in paths if p.endswith(".parquet") and not _TMP_SUFFIX.search(p))
+    frames = []
+    for path in paths:
+        with fs.open_input_stream(path) as stream:
+            frames.append(pl.read_parquet(io.BytesIO(stream.read())))
+    if not frames:
+        return pl.from_arrow(RESULT_SCHEMA.empty_table()), paths
+    records = pl.concat(frames, how="diagonal_relaxed").sort("seg_time", maintain_order=True)
+    return records.unique("image_id", keep="last", maintain_order=True), paths
+
+
+@dataclass
+class Plan:
+    rows: pl.DataFrame  # the input manifest plus _mask_target, _masked_target, _selected, _done
+    todo: pl.DataFrame
+    previous: pl.DataFrame  # journal records still backed by files (or failed)
+    foreign: pl.DataFrame  # journal records of image ids this manifest does not have: kept as they are
+    journal_files: list[str]
+    report: SegmentReport
+
+
+def make_plan(job: SegmentJob, filesystem: pafs.FileSystem | None = None, *, clean: bool = True) -> Plan:
+    """Read the manifest and the output folder; decide what this run does. ``clean`` removes the
+    temporary files a killed run left (a dry run leaves everything as it is)."""
+    output, manifest_out = job.output_dir(), job.manifest_out()
+    if _fs_path(manifest_out, filesystem) == _fs_path(job.manifest, filesystem):
+        raise ValueError(f"the updated manifest would overwrite the input {job.manifest}: choose another --output")
+    if job.masked_format not in ("png", "jpg"):
+        raise ValueError(f"masked_format must be png or jpg, got {job.masked_format!r}")
+    df = mf.read(job.manifest, filesystem=_fs(job.manifest, filesystem), validate_kwargs={"disjoint": ()})
+    for column, dtype in mf.SEGMENTATION_SCHEMA.items():
+        if column not in df.columns:
+            df = df.with_columns(pl.lit(None, dtype=dtype).alias(column))
+        elif df.schema[column] != dtype:
+            df = df.with_columns(pl.col(column).cast(dtype))
+    unknown = sorted(set(job.species) - set(df["species"].unique()))
+    if unknown:
+        raise ValueError(f"species {unknown} not in {job.manifest}; it has {sorted(df['species'].unique())}")
+
+    name = pl.col("image_id").map_elements(output_name, return_dtype=pl.String)
+    species = pl.col("species").map_elements(output_name, return_dtype=pl.String)
+    ext = "jpg" if job.masked_format == "jpg" else "png"
+    sep = "/" if rio.is_s3(output) else os.sep
+    df = df.with_columns(
+        pl.concat_str([pl.lit(output), species, pl.lit("masks"), pl.format("{}.png", name)], separator=sep)
+        .alias("_mask_target"),
+        pl.concat_str([pl.lit(output), species, pl.lit("masked"), pl.format("{}.{}", name, pl.lit(ext))], separator=sep)
+        .alias("_masked_target"),
+    )
+    clash = df.filter(pl.col("_mask_target").is_duplicated())
+    if len(clash):
+        raise ValueError(f"image ids {clash['image_id'].head(4).to_list()} map to the same output file "
+                         f"({clash['_mask_target'][0]}): make image_id unique after replacing characters "
+                         "outside [A-Za-z0-9._-/] with '_'")
+
+    fs, files = _list_files(output, filesystem)
+    stale = [p for p in files if _TMP_SUFFIX.search(p)]
+    for path in stale if clean else ():
+        try:
+            fs.delete_file(path)
+        except OSError:
+            pass
+    existing = set(files) - set(stale)
+    journal_prefix = _fs_path(rio.join(output, JOURNAL_DIR), filesystem).rstrip("/") + "/"
+    records, journal_files = read_journal(output, filesystem,
+                                          files=[p for p in existing if p.startswith(journal_prefix)])
+
+    # Targets sit under the output, already absolute: their paths in the filesystem need no resolving.
+    strip = len(rio.S3_SCHEME) if rio.is_s3(output) else 0
+    mask_paths = [u[strip:] for u in df["_mask_target"]]
+    masked_paths = [u[strip:] for u in df["_masked_target"]]
+    files_ok = pl.Series("_files", [m in existing and k in existing
+                                    for m, k in zip(mask_paths, masked_paths, strict=True)])
+    df = df.with_columns(files_ok)
+    joined = df.select("image_id", "_mask_target", "_masked_target", "_files").join(
+        records, on="image_id", how="left", maintain_order="left")
+    joined = joined.with_columns(
+        (pl.col("seg_status").is_in(DONE_STATUSES).fill_null(False) & pl.col("_files")
+         & (pl.col("mask_uri") == pl.col("_mask_target")).fill_null(False)
+         & (pl.col("masked_uri") == pl.col("_masked_target")).fill_null(False)).alias("_done"))
+    selected = pl.col("species").is_in(list(job.species)) if job.species else pl.lit(True)
+    df = df.with_columns(joined["_done"], selected.alias("_selected")).drop("_files")
+    # Earlier records the output still backs: finished rows with their files, and failures.
+    previous = joined.filter(pl.col("_done") | (pl.col("seg_status") == "failed").fill_null(False)).select(
+        records.columns)
+
+    candidates = df.filter(pl.col("_selected") & ~pl.col("_done"))
+    todo = candidates.head(job.limit) if job.limit is not None else candidates
+    skipped = df.filter(pl.col("_selected") & pl.col("_done"))
+    report = SegmentReport(output=output, manifest_out=manifest_out, rows=len(df),
+                           selected=int(df["_selected"].sum()), skipped=len(skipped), to_process=len(todo),
+                           stale_temp_files_removed=len(stale) if clean else 0)
+    config = job.config()
+    other = skipped.join(previous.select("image_id", "seg_config"), on="image_id", how="left").filter(
+        pl.col("seg_config") != config)
+    if len(other):
+        report.notes.append(f"{len(other)} finished rows skipped were made with other settings "
+                            f"({other['seg_config'][0]}); delete them or choose another --output to redo them")
+    foreign = records.filter(~pl.col("image_id").is_in(df["image_id"].implode()))
+    return Plan(df, todo, previous, foreign, journal_files, report)
+
+
+# --------------------------------------------------------------------------------------------------
+# The actor
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    method: str
+    options: dict
+    masking: MaskingConfig
+    max_pixels: int
+    masked_format: str
+    quality: bool
+    ref_column: str
+    io_threads: int
+    journal_dir: str
+    config: str
+    filesystem: pafs.FileSystem | None = None  # for s3:// URIs; None: from the settings
+
+
+def build(method: str, options: dict):
+    """A segmenter from a registered name, or from ``package.module:builder`` (your own code)."""
+    if ":" in method:
+        module, _, attr = method.partition(":")
+        return getattr(importlib.import_module(module), attr)(**options)
+    from reid_core.segmentation.factory import build_segmenter
+
+    return build_segmenter(method, options)
+
+
+def _signature(method: str) -> inspect.Signature | None:
+    """The builder's signature (None where it cannot be had), read without building anything."""
+    try:
+        if ":" in method:
+            module, _, attr = method.partition(":")
+            builder = getattr(importlib.import_module(module), attr)
+        else:
+            from reid_core.segmentation import factory
+
+            factory.names()  # loads the built-in segmenters
+            builder = factory._BUILDERS[method]
+        return inspect.signature(builder)
+    except (ImportError, AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _accepts(method: str, parameter: str) -> bool:
+    signature = _signature(method)
+    return signature is not None and parameter in signature.parameters
+
+
+def check_options(method: str, options: dict) -> None:
+    """Refuse options the builder cannot take before any actor starts (a typo would fail every actor)."""
+    signature = _signature(method)
+    if signature is None or any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    unknown = sorted(set(options) - set(signature.parameters))
+    if unknown:
+        raise ValueError(f"segmenter {method!r} takes no option {', '.join(unknown)}; "
+                         f"it takes: {', '.join(signature.parameters) or 'none'}")
+
+
+class SegmentWorker:
+    """One per actor: the segmenter is built here, next to the GPU, and lives as long as the actor."""
+
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+        if Image.MAX_IMAGE_PIXELS and spec.max_pixels >= Image.MAX_IMAGE_PIXELS:
+            Image.MAX_IMAGE_PIXELS = spec.max_pixels + 1  # this actor's process: our own limit applies
+        self.segmenter = build(spec.method, spec.options)
+        self.pool = ThreadPoolExecutor(max_workers=max(1, spec.io_threads))
+
+    def _fs(self, uri: str) -> pafs.FileSystem | None:
+        return _fs(uri, self.spec.filesystem)
+
+    def _read(self, row: dict) -> bytes | BaseException:
+        try:
+            return rio.read_bytes(row["image_uri"], self._fs(row["image_uri"]))
+        except Exception as error:  # recorded per row
+            return error
+
+    def _write(self, mask_uri: str, mask: np.ndarray, masked_uri: str, masked: np.ndarray) -> None:
+        # The mask first, the masked image last: with both present (and a journal record) the row is done.
+        rio.write_bytes(mask_uri, rio.encode_image(mask_to_png(mask), "PNG", compress_level=1), self._fs(mask_uri))
+        image = Image.fromarray(masked, "RGB")
+        data = (rio.encode_image(image, "JPEG", quality=95) if self.spec.masked_format == "jpg"
+                else rio.encode_image(image, "PNG", compress_level=1))
+        rio.write_bytes(masked_uri, data, self._fs(masked_uri))
+
+    def _iou(self, row: dict, mask: np.ndarray) -> float | None:
+        uri = row.get(self.spec.ref_column)
+        if not self.spec.quality or not uri:
+            return None
+        try:
+            reference = mask_from_png(rio.read_image(uri, self._fs(uri), mode="L"))
+        except Exception:
+            return None
+        return mask_iou(mask, reference) if reference.shape == mask.shape else None
+
+    def _segment(self, row: dict, data: bytes | BaseException) -> tuple[dict, tuple | None]:
+        record = {"image_id": row["image_id"], "mask_uri": None, "masked_uri": None, "seg_method": self.spec.method,
+                  "seg_status": "failed", "seg_error": None, "seg_converted": None, "seg_iou": None,
+                  "seg_criterion": None, "seg_config": self.spec.config}
+        try:
+            if isinstance(data, BaseException):
+                raise data
+            image, record["seg_converted"] = decode_image(data, self.spec.max_pixels)
+            result = self.segmenter.segment(image, row)
+            record["seg_method"] = result.method or self.spec.method
+            criterion = (result.details or {}).get("criterion")
+            record["seg_criterion"] = None if criterion is None else str(criterion)
+            if result.status == "failed":
+                record["seg_error"] = result.error or "the segmenter failed without saying why"
+                return record, None
+            mask = result.mask
+            if mask is None:  # flagged without a mask: the whole frame is kept
+                mask = np.ones(image.shape[:2], dtype=bool)
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != image.shape[:2]:
+                raise ValueError(f"the segmenter returned a {mask.shape} mask for a {image.shape[:2]} image")
+            # Flagged: nothing was accepted; the image is kept as it is for a person to look at.
+            masked = image if result.status == "flagged" else apply_mask(image, mask, self.spec.masking)
+            record.update(seg_status=result.status, seg_error=result.error, seg_iou=self._iou(row, mask),
+                          mask_uri=row["_mask_target"], masked_uri=row["_masked_target"])
+            return record, (row["_mask_target"], mask, row["_masked_target"], masked)
+        except Exception as error:
+            record.update(seg_status="failed", seg_error=f"{type(error).__name__}: {error}")
+            return record, None
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        blobs = self.pool.map(self._read, rows)  # reads run ahead of segmentation
+        records, writes = [], []
+        for row, data in zip(rows, blobs, strict=True):
+            started = time.perf_counter()
+            record, outputs = self._segment(row, data)
+            record["seg_seconds"] = time.perf_counter() - started
+            records.append(record)
+            writes.append(self.pool.submit(self._write, *outputs) if outputs else None)
+        for record, pending in zip(records, writes, strict=True):
+            if pending is not None:
+                try:
+                    pending.result()
+                except Exception as error:
+                    record.update(seg_status="failed", seg_error=f"{type(error).__name__}: {error}",
+                                  mask_uri=None, masked_uri=None)
+            record["seg_time"] = time.time()
+        table = pa.Table.from_pylist(records, schema=RESULT_SCHEMA)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        journal = rio.join(self.spec.journal_dir, f"part-{uuid.uuid4().hex}.parquet")
+        rio.write_bytes(journal, buffer.getvalue(), self._fs(journal))
+        return table
+
+
+# --------------------------------------------------------------------------------------------------
+# The driver
+
+
+def _check_gpus(job: SegmentJob, settings: Settings) -> str | None:
+    import ray
+
+    if job.num_gpus <= 0:
+        return None
+    available = ray.cluster_resources().get("GPU", 0)
+    if available >= job.num_gpus:
+        return None
+    message = (f"{job.num_gpus} GPU per actor requested, the Ray cluster has {available}: "
+               "run without --num-gpus, or on a cluster with GPUs")
+    if not (settings.ray_address or os.environ.get("RAY_JOB_ID")):
+        raise RuntimeError(message)
+    return message + " (waiting for the autoscaler)"
+
+
+def _execute(job: SegmentJob, plan: Plan, filesystem: pafs.FileSystem | None, settings: Settings) -> pl.DataFrame:
+    import ray
+
+    from reid_core.pipelines.ray_runtime import init_ray
+
+    report = plan.report
+    started = time.perf_counter()
+    init_ray(settings)
+    report.ray_init_s = time.perf_counter() - started
+    note = _check_gpus(job, settings)
+    if note:
+        report.notes.append(note)
+    options = dict(job.options)
+    if job.num_gpus > 0 and "device" not in options and _accepts(job.method, "device"):
+        options["device"] = "cuda"
+    output = job.output_dir()
+    spec = WorkerSpec(method=job.method, options=options, masking=job.masking, max_pixels=job.max_pixels,
+                      masked_format=job.masked_format, quality=job.quality, ref_column=job.ref_column,
+                      io_threads=job.io_threads, journal_dir=rio.join(output, JOURNAL_DIR), config=job.config(),
+                      filesystem=filesystem if rio.is_s3(output) or rio.is_s3(job.manifest) else None)
+    # Actors attached to a running Ray do not see this shell's variables: pass the S3 endpoint on.
+    env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)} | dict(job.worker_env)
+    # The whole row goes to the segmenter (some need more than pixels), less the old segmentation values.
+    keep = [c for c in plan.todo.columns if c not in SEG_COLUMNS and c not in ("_done", "_selected")]
+    table = plan.todo.select(keep).to_arrow(compat_level=pl.CompatLevel.oldest())
+    # One block per batch: the actors share the work from the first batch on.
+    blocks = [table.slice(i, job.batch_size) for i in range(0, table.num_rows, job.batch_size)]
+    dataset = ray.data.from_arrow(blocks).map_batches(
+        SegmentWorker,
+        fn_constructor_kwargs={"spec": spec},
+        batch_size=job.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=job.actors),
+        num_cpus=job.num_cpus,
+        num_gpus=job.num_gpus or None,
+        **({"runtime_env": {"env_vars": env}} if env else {}),
+    )
+    results, first, processed_at_first = [], None, 0
+    execution = time.perf_counter()
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        results.append(batch)
+        if first is None:
+            first = time.perf_counter() - execution
+            processed_at_first = batch.num_rows
+    report.run_s = time.perf_counter() - execution
+    report.first_batch_s = first
+    records = pl.from_arrow(pa.concat_tables(results)) if results else pl.from_arrow(RESULT_SCHEMA.empty_table())
+    report.processed = len(records)
+    if report.run_s > 0 and report.processed:
+        report.images_per_s = report.processed / report.run_s
+        after = report.run_s - (first or 0)
+        if after > 0 and report.processed > processed_at_first:
+            report.images_per_s_after_first_batch = (report.processed - processed_at_first) / after
+    return records
+
+
+def merge(rows: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
+    """The input manifest with the records' segmentation columns; rows without a record keep theirs."""
+    original = [c for c in rows.columns if c not in _INTERNAL]
+    latest = records.sort("seg_time", maintain_order=True).unique("image_id", keep="last", maintain_order=True)
+    joined = rows.select(original).join(
+        latest.select("image_id", *SEG_COLUMNS).rename({c: f"_new_{c}" for c in SEG_COLUMNS})
+        .with_columns(pl.lit(True).alias("_has")), on="image_id", how="left", maintain_order="left")
+    has = pl.col("_has").fill_null(False)
+    return joined.with_columns(
+        [pl.when(has).then(pl.col(f"_new_{c}")).otherwise(pl.col(c)).cast(mf.SEGMENTATION_SCHEMA[c]).alias(c)
+         for c in SEG_COLUMNS]).select(original)
+
+
+def _compact_journal(output: str, records: pl.DataFrame, old: list[str], filesystem: pafs.FileSystem | None) -> None:
+    """Fold every journal part into one file; a kill in between leaves duplicates the reader resolves."""
+    fs, written = _list_files(rio.join(output, JOURNAL_DIR), filesystem)
+    buffer = io.BytesIO()
+    records.write_parquet(buffer)
+    target = rio.join(output, JOURNAL_DIR, f"compacted-{uuid.uuid4().hex}.parquet")
+    rio.write_bytes(target, buffer.getvalue(), _fs(target, filesystem))
+    for path in set(old) | {p for p in written if p.endswith(".parquet")}:
+        try:
+            fs.delete_file(path)
+        except OSError:
+            pass
+
+
+def run(job: SegmentJob, *, filesystem: pafs.FileSystem | None = None, settings: Settings | None = None,
+        dry_run: bool = False) -> SegmentReport:
+    """Segment the selected rows that are not done yet; write the outputs and the updated manifest."""
+    settings = settings or Settings.from_env()
+    plan = make_plan(job, filesystem, clean=not dry_run)
+    report = plan.report
+    report.dry_run = dry_run
+    if dry_run:
+        return report
+    if len(plan.todo):
+        fresh = _execute(job, plan, filesystem, settings)
+    else:
+        fresh = pl.from_arrow(RESULT_SCHEMA.empty_table())
+    everything = pl.concat([plan.previous, fresh], how="diagonal_relaxed") if len(plan.previous) else fresh
+    everything = everything.sort("seg_time", maintain_order=True).unique("image_id", keep="last", maintain_order=True)
+    updated = mf.check(merge(plan.rows, everything), source=report.manifest_out, disjoint=())
+    mf.write(updated, report.manifest_out, filesystem=_fs(report.manifest_out, filesystem))
+    _compact_journal(report.output, pl.concat([plan.foreign, everything], how="diagonal_relaxed"),
+                     plan.journal_files, filesystem)
+
+    report.statuses = dict(sorted(fresh.group_by("seg_status").len().iter_rows())) if len(fresh) else {}
+    report.failed = report.statuses.get("failed", 0)
+    converted = fresh.filter(pl.col("seg_converted").is_not_null())
+    report.converted = dict(sorted(converted.group_by("seg_converted").len().iter_rows())) if len(converted) else {}
+    failures = fresh.filter(pl.col("seg_status") == "failed")
+    report.failures = [list(r) for r in failures.select("image_id", "seg_error").head(10).iter_rows()]
+    ious = everything.join(plan.rows.select("image_id"), on="image_id")["seg_iou"].drop_nulls()
+    if len(ious):
+        report.iou_mean, report.iou_min, report.iou_rows = float(ious.mean()), float(ious.min()), len(ious)
+    return report
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line (workflows/segment.py)
+
+
+def _parse_fill(text: str) -> tuple[int, int, int]:
+    values = [int(v) for v in text.split(",")]
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
+        raise argparse.ArgumentTypeError(f"--fill expects R,G,B (0-255) or one grey level, got {text!r}")
+    return tuple(values)
+
+
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segment.py",
+        description="Remove backgrounds from every image of a manifest with Ray Data; resumable: a rerun "
+                    "skips finished rows and finishes what a killed run left.")
+    parser.add_argument("--manifest", default=str(settings.synthetic_dir / "manifest.parquet"),
+                        help="manifest Parquet (local path or s3:// URI); default: the synthetic species")
+    parser.add_argument("--output", default=None,
+                        help="folder or s3:// prefix for masks, masked images and the updated manifest "
+                             "(default: segmented-<method> next to the manifest)")
+    parser.add_argument("--method", default=DEFAULT_METHOD,
+                        help="segmenter name (e.g. sam+isnet, reference) or package.module:builder")
+    parser.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
+                        help="segmenter option, e.g. --set points_per_side=16 (repeatable)")
+    parser.add_argument("--species", default=None, help="comma-separated species to process (default: all)")
+    parser.add_argument("--limit", type=int, default=None, help="process at most N rows in this run")
+    parser.add_argument("--dry-run", action="store_true", help="print what would be done and stop")
+    parser.add_argument("--actors", type=int, default=1, help="segmenter actors (one model each)")
+    parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per actor; 0.5 puts two actors on a GPU")
+    parser.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per actor")
+    parser.add_argument("--batch-size", type=int, default=8, help="rows per actor call")
+    parser.add_argument("--io-threads", type=int, default=4, help="read/write threads per actor")
+    parser.add_argument("--fill", type=_parse_fill, default=(255, 255, 255), help="background colour R,G,B")
+    parser.add_argument("--crop", action=argparse.BooleanOptionalAction, default=False,
+                        help="crop masked images to the animal (with a margin)")
+    parser.add_argument("--crop-margin", type=float, default=MaskingConfig.crop_margin)
+    parser.add_argument("--masked-format", choices=("png", "jpg"), default="png")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="refuse images with more pixels (decompression bombs, panoramas)")
+    parser.add_argument("--no-quality", dest="quality", action="store_false",
+                        help="skip the IoU against reference masks (ref_mask_uri)")
+    return parser
+
+
+def job_from_args(args: argparse.Namespace) -> SegmentJob:
+    from reid_core.pipelines.cli import parse_assignments
+
+    for flag, value, low in (("--actors", args.actors, 1), ("--batch-size", args.batch_size, 1),
+                             ("--io-threads", args.io_threads, 1)):
+        if value < low:
+            raise SystemExit(f"{flag} must be >= {low}, got {value}")
+    if args.num_gpus < 0 or args.num_cpus < 0 or (args.limit is not None and args.limit < 0):
+        raise SystemExit("--num-gpus, --num-cpus and --limit must not be negative")
+    species = tuple(s.strip() for s in (args.species or "").split(",") if s.strip())
+    return SegmentJob(
+        manifest=args.manifest, output=args.output, method=args.method,
+        options=parse_assignments(args.options, "--set"),
+        masking=MaskingConfig(fill=args.fill, crop=args.crop, crop_margin=args.crop_margin),
+        species=species, limit=args.limit, actors=args.actors, batch_size=args.batch_size,
+        num_gpus=args.num_gpus, num_cpus=args.num_cpus, io_threads=args.io_threads, max_pixels=args.max_pixels,
+        masked_format=args.masked_format, quality=args.quality)
+
+
+def format_report(report: SegmentReport) -> str:
+    from reid_core.pipelines.cli import format_table
+
+    def r(x, n=2):
+        return "-" if x is None else round(x, n)
+
+    row = {"rows": report.rows, "selected": report.selected, "skipped (done)": report.skipped,
+           "to process": report.to_process}
+    if not report.dry_run:
+        row |= {"processed": report.processed, "failed": report.failed, "images/s": r(report.images_per_s),
+                "images/s after 1st batch": r(report.images_per_s_after_first_batch),
+                "start-up s": r(report.ray_init_s + (report.first_batch_s or 0)),
+                "IoU vs ref": r(report.iou_mean, 3)}
+    lines = [format_table([row])]
+    if report.statuses:
+        lines.append("statuses: " + ", ".join(f"{k} {v}" for k, v in report.statuses.items()))
+    if report.converted:
+        lines.append("converted: " + ", ".join(f"{k} {v}" for k, v in report.converted.items()))
+    for image_id, error in report.failures:
+        lines.append(f"failed {image_id}: {error}")
+    lines += [f"note: {n}" for n in report.notes]
+    lines.append(("would write " if report.dry_run else "wrote ") + f"{report.output} and {report.manifest_out}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    settings = Settings.from_env()
+    args = build_parser(settings).parse_args(argv)
+    job = job_from_args(args)
+    if ":" not in job.method:
+        from reid_core.segmentation.factory import names
+
+        if job.method not in names():
+            raise SystemExit(f"unknown --method {job.method!r}; choose one of {', '.join(names())} "
+                             "or give package.module:builder")
+    try:
+        check_options(job.method, job.options)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    report = run(job, settings=settings, dry_run=args.dry_run)
+    print("\n" + format_report(report))
+    print(json.dumps({"summary": report.to_dict()}, default=str))
+    return 0
