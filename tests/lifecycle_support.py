@@ -69,7 +69,7 @@ def publish_model(restored: Restored, manifest_uri: str, species: str, settings:
     run_id = tracking.start_sweep_run("reid-dve", species, "dve", settings=settings, run_name=f"fixture-{species}")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REID_HOME", str(settings.home))  # publish writes to the default store
-        published = publish(restored, rows, run_id, species=species, tags={"species": species})
+        published = publish(restored, rows, run_id, species=species, tags={"species": species, "manifest": manifest_uri})
     tracking.end_run(run_id, settings=settings)
     return published
 

@@ -86,16 +86,18 @@ def test_promotion_lifecycle(store, monkeypatch, capsys):
     assert embedding.shape == (3, 1024)
     torch.testing.assert_close(embedding, expected, rtol=1e-4, atol=1e-5)
 
-    # Worse: v3 (the candidate alias) is rejected through the CLI (exit 1); production stays v2.
+    # Worse: v3 (the candidate alias) is rejected through the CLI (exit 1); production stays v2. Without
+    # --manifest, the gate evaluates on the manifest the candidate was trained on (its `manifest` tag).
     monkeypatch.setenv("REID_HOME", str(settings.home))
     assert tracking.get_version_by_alias(NAME, "candidate", settings).version in (3, "3")
-    code = promote_cli.main(["--model", NAME, "--alias", "candidate", "--manifest", manifest_uri])
+    code = promote_cli.main(["--model", NAME, "--alias", "candidate"])
     out = capsys.readouterr().out
     assert code == 1
     assert "v3 not promoted (gate_rejected)" in out and "worse than production v2 1.0000" in out
     assert production(settings) == "2"
     v3 = tags(settings, 3)
     assert v3["promotion_decision"] == "gate_rejected" and "promoted_at" not in v3
+    assert v3["gate.manifest"] == manifest_uri
     assert float(v3["gate.candidate.mAP"]) < 1.0 and float(v3["gate.production.mAP"]) == pytest.approx(1.0)
 
     # A tolerance wide enough lets the same candidate through.

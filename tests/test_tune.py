@@ -1,5 +1,7 @@
 """A 2-trial DVE sweep: Tune + Optuna in-process trials, tracked in a SQLite-backed MLflow."""
 
+from pathlib import Path
+
 import polars as pl
 from conftest import TINY_DVE
 from mlflow import MlflowClient
@@ -39,6 +41,7 @@ def test_two_trial_sweep_leaves_parent_children_and_a_candidate(tiny_synthetic, 
     assert float(version.tags["test.mAP"]) == parent.data.metrics["test.mAP"] or abs(
         float(version.tags["test.mAP"]) - client.get_run(parent.info.run_id).data.metrics["test.mAP"]) < 1e-9
     assert version.tags["git_commit"] == parent.data.tags["git_commit"]
+    assert version.tags["manifest"] == str(Path(tiny_synthetic).resolve())
 
     # The registered model embeds a batch of images: flip-concatenated 2 x 512-d, L2-normalised.
     import torch

@@ -43,6 +43,11 @@ def resolve(uri: str | Path, filesystem: pafs.FileSystem | None = None) -> tuple
     return filesystem or pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
 
 
+def absolute(uri: str | Path) -> str:
+    """The URI as it should be recorded: s3:// unchanged, a local path made absolute."""
+    return str(uri) if is_s3(str(uri)) else str(Path(uri).expanduser().resolve())
+
+
 def join(base: str | Path, *parts: str) -> str:
     """Join URI parts with '/' for s3:// and the OS separator locally."""
     base = str(base)

@@ -26,7 +26,7 @@ EPS = 1e-9
 @dataclass
 class PromotionRequest:
     name: str  # reid-<method>-<species>
-    manifest: str
+    manifest: str | None = None  # None: the manifest the candidate was trained on (its `manifest` tag)
     version: str | None = None
     alias: str | None = None  # used when version is None (default: candidate)
     metric: str = "mAP"
@@ -97,6 +97,11 @@ def promote(request: PromotionRequest, settings: Settings | None = None) -> Prom
                                                             "promotion_reason": reason}, settings)
         return result(decision, True, reason)
 
+    if request.manifest is None:
+        request.manifest = tracking.get_version(request.name, candidate, None, settings).tags.get("manifest")
+        if not request.manifest:
+            raise ValueError(f"{request.name} v{candidate} has no `manifest` tag: pass --manifest with the "
+                             "manifest whose test split the versions should be evaluated on")
     rows = species_test_rows(request.manifest, species)
     cand = evaluate_model(f"models:/{request.name}/{candidate}", rows, settings=settings,
                           use_masked=request.use_masked)

@@ -27,8 +27,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     which.add_argument("--rollback", action="store_true",
                        help="point production back at the version the current one replaced")
     which.add_argument("--list", action="store_true", help="list the versions, their aliases and tags")
-    parser.add_argument("--manifest", default=str(settings.synthetic_dir / "manifest.parquet"),
-                        help="manifest whose test split of the model's species both versions are evaluated on")
+    parser.add_argument("--manifest", help="manifest whose test split of the model's species both versions are "
+                        "evaluated on (default: the one the candidate was trained on)")
     parser.add_argument("--metric", default="mAP", help="gate metric (any metric of the species' protocol)")
     parser.add_argument("--tolerance", type=float, default=0.0,
                         help="how much lower (absolute) the candidate's metric may be and still pass")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import polars as pl
@@ -61,7 +61,8 @@ def publish(
     model_uri = tracking.log_reid_model(
         run_id, EmbeddingModel(restored.method, restored.model).eval(), example,
         metadata={"method": restored.method.name, "species": species, "img_size": size,
-                  "protocol": protocol_for(rows.filter(pl.col("split") == "test"))},
+                  "protocol": protocol_for(rows.filter(pl.col("split") == "test")),
+                  "config": asdict(restored.config)},
     )
     version = tracking.register(model_uri, name, tags={**tags, **metrics, "run_id": run_id}, alias=alias)
     return Published(metrics, model_uri, name, str(getattr(version, "version", version)))

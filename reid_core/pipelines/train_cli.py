@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from reid_core.data import io as rio
 from reid_core.pipelines.cli import add_common_arguments, dataset_name, format_table, parse_assignments
 from reid_core.settings import Settings
 
@@ -50,7 +51,8 @@ def main(argv: list[str]) -> int:
     experiment = tracking.experiment_name(args.method)
     experiment_id = tracking.get_or_create_experiment(experiment, settings)
     tags = tracking.standard_tags(species=args.species, method=args.method,
-                                  dataset=args.dataset or dataset_name(args.manifest), data_version=tracking.data_version(rows))
+                                  dataset=args.dataset or dataset_name(args.manifest), data_version=tracking.data_version(rows),
+                                  manifest=rio.absolute(args.manifest))
     client = tracking.configure(settings)
     run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
     tracking.log_params(run_id, {"workers": args.workers, "seed": args.seed, "use_masked": job.use_masked,

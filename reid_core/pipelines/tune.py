@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from reid_core import tracking
+from reid_core.data import io as rio
 from reid_core.engine import checkpoint as ckpt
 from reid_core.engine.loop import TrainJob, load_species_rows, train, train_worker
 from reid_core.engine.session import TuneTrialSession
@@ -166,7 +167,7 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
     experiment = tracking.experiment_name(request.method)
     tracking.get_or_create_experiment(experiment, settings)
     tags = tracking.standard_tags(species=species, method=request.method, dataset=request.dataset,
-                                  data_version=tracking.data_version(rows))
+                                  data_version=tracking.data_version(rows), manifest=rio.absolute(request.manifest))
     epochs = request.epochs or method.default_config(**request.overrides).epochs
     fixed = {**request.overrides, "epochs": epochs}
     parent = tracking.start_sweep_run(
