@@ -7,7 +7,7 @@ pipeline's overhead, not a model's speed), the same masking and the same PNG enc
 the actor pool, the first batch) is reported apart from the steady rate. The pipeline runs with
 ``quality=False`` (no IoU), since the baseline does not compute one. Prints one JSON object.
 
-    python benchmarks/segment_throughput.py [--images 800] [--size 128] [--batch-size 16] [--repeats 2]
+    python benchmarks/segment_throughput.py [--images 800] [--size 128] [--batch-size 64] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=800)
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2, help="each case; the best run is reported")
     parser.add_argument("--method", default="reference")
     parser.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE", default=[])
