@@ -14,8 +14,16 @@ def isolated_reid_home(tmp_path, monkeypatch):
     """No test touches the user's ~/.reid or a configured tracking server."""
     monkeypatch.setenv("REID_HOME", str(tmp_path / "reid_home"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    return tmp_path / "reid_home"
+    yield tmp_path / "reid_home"
+    # tracking.configure() sets MLflow's process-wide tracking and registry URIs (globals and environment
+    # variables; monkeypatch restores the variables): a later test's bare MlflowClient(uri) would
+    # otherwise still send registry calls to this test's store or (stopped) server.
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
 
 
 @pytest.fixture(scope="session")

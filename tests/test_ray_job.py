@@ -28,25 +28,33 @@ def _free_port() -> int:
 @pytest.fixture
 def ray_head(tmp_path):
     """A real Ray head from the project environment, in its own process group (no global `ray stop`)."""
-    env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    # Token authentication, as the README tells users to run it: a token in this HOME's ~/.ray/auth_token,
+    # shared by the head and the `ray job submit` client. (A local ray.init() earlier in the session also
+    # turns RAY_AUTH_MODE=token on in this process's environment.)
+    env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
+    subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    token = (tmp_path / ".ray" / "auth_token").read_text().strip()
     dashboard = _free_port()
     # Ray keeps Unix sockets under its temp dir: pytest's long tmp paths overflow the 107-byte limit.
     temp_dir = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")
+    log = tmp_path / "ray-start.log"
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats", "--num-cpus", "2",
          "--port", str(_free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
          "--ray-client-server-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port()),
          "--temp-dir", temp_dir],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=env, start_new_session=True, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     address = f"http://127.0.0.1:{dashboard}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(f"{address}/api/version", timeout=2)
+            request = urllib.request.Request(f"{address}/api/version", headers={"Authorization": f"Bearer {token}"})
+            urllib.request.urlopen(request, timeout=2)
             break
         except OSError:
-            assert head.poll() is None, "ray start exited early"
+            assert head.poll() is None, f"ray start exited early:\n{log.read_text()[-3000:]}"
             time.sleep(1)
     else:
         pytest.fail("the Ray dashboard did not come up within 120 s")
@@ -73,7 +81,8 @@ def test_tune_dve_as_a_ray_job(ray_head, tiny_synthetic, tmp_path):
     assert done.returncode == 0 and "succeeded" in output, output[-4000:]
     assert "reid-dve-tiger v1" in output  # the summary table printed by the job
 
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    store = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(store, registry_uri=store)
     version = client.get_model_version_by_alias("reid-dve-tiger", "candidate")
     assert int(version.version) == 1
     experiment = client.get_experiment_by_name("reid-dve")
