@@ -45,16 +45,16 @@ def load_state(directory: str | Path, map_location: str | torch.device = "cpu") 
     return torch.load(Path(directory) / STATE_FILE, map_location=map_location, weights_only=True)
 
 
-class Restored(NamedTuple):
+class TrainingState(NamedTuple):
     progress: Progress
     state: dict
 
 
-def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Restored:
-    return Restored(load_progress(directory), load_state(directory, map_location))
+def load(directory: str | Path, map_location: str | torch.device = "cpu") -> TrainingState:
+    return TrainingState(load_progress(directory), load_state(directory, map_location))
 
 
-def load_ray(checkpoint, map_location: str | torch.device = "cpu") -> Restored | None:
+def load_ray(checkpoint, map_location: str | torch.device = "cpu") -> TrainingState | None:
     """Load a ``ray.train.Checkpoint`` in place when it is local (``to_directory`` would leave a copy
     in /tmp on every resume), through a temporary download otherwise."""
     if checkpoint is None:

@@ -27,7 +27,7 @@ class Session(Protocol):
 
     def prepare_loader(self, loader: DataLoader) -> DataLoader: ...
 
-    def restore(self, map_location: torch.device) -> ckpt.Restored | None:
+    def restore(self, map_location: torch.device) -> ckpt.TrainingState | None:
         """The checkpoint to resume from, or None for a fresh start."""
 
     def report(self, metrics: dict, state: dict | None, progress: ckpt.Progress) -> None:
@@ -59,7 +59,7 @@ class LocalSession(_InProcess):
         self.store = ckpt.LocalCheckpoints(directory)
         self.last_checkpoint: Path | None = None
 
-    def restore(self, map_location: torch.device) -> ckpt.Restored | None:
+    def restore(self, map_location: torch.device) -> ckpt.TrainingState | None:
         latest = self.store.latest()
         return ckpt.load(latest, map_location) if latest else None
 
@@ -70,7 +70,7 @@ class LocalSession(_InProcess):
 class TuneTrialSession(_InProcess):
     """An in-process Tune trial: metrics and checkpoints go to Tune, which persists and resumes them."""
 
-    def restore(self, map_location: torch.device) -> ckpt.Restored | None:
+    def restore(self, map_location: torch.device) -> ckpt.TrainingState | None:
         import ray.tune
 
         return ckpt.load_ray(ray.tune.get_checkpoint(), map_location)
@@ -106,7 +106,7 @@ class RayTrainSession:
         # The P x K sampler already splits batches across ranks; a DistributedSampler would break them.
         return ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False)
 
-    def restore(self, map_location: torch.device) -> ckpt.Restored | None:
+    def restore(self, map_location: torch.device) -> ckpt.TrainingState | None:
         import ray.train
 
         return ckpt.load_ray(ray.train.get_checkpoint(), map_location)

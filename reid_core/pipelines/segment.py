@@ -364,8 +364,7 @@ def _signature(method: str) -> inspect.Signature | None:
         else:
             from reid_core.segmentation import factory
 
-            factory.names()  # loads the built-in segmenters
-            builder = factory._BUILDERS[method]
+            builder = factory.builder(method)
         return inspect.signature(builder)
     except (ImportError, AttributeError, KeyError, TypeError, ValueError):
         return None

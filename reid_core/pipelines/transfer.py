@@ -125,7 +125,9 @@ def compute_matrix(refs: list[ModelRef], test_species: list[str], request: Trans
                    settings: Settings) -> pl.DataFrame:
     import ray
 
-    task = ray.remote(num_cpus=request.cpus_per_task)(evaluate_cell)
+    # Per-task download progress bars from parallel cells interleave into noise in the driver's log.
+    quiet = {"env_vars": {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}}
+    task = ray.remote(num_cpus=request.cpus_per_task, runtime_env=quiet)(evaluate_cell)
     futures = [task.remote(ref, request.manifest, t, settings, request.use_masked, int(request.cpus_per_task))
                for ref in refs for t in test_species]
     return pl.DataFrame(ray.get(futures), schema=TABLE_SCHEMA)

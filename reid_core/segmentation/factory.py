@@ -23,11 +23,16 @@ def names() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def build_segmenter(name: str, options: dict | None = None) -> Segmenter:
+def builder(name: str) -> SegmenterBuilder:
+    """The registered builder (its signature says which options a method takes)."""
     _load_builtin()
     if name not in _BUILDERS:
         raise ValueError(f"unknown segmentation method {name!r}; choose one of {', '.join(sorted(_BUILDERS))}")
-    return _BUILDERS[name](**(options or {}))
+    return _BUILDERS[name]
+
+
+def build_segmenter(name: str, options: dict | None = None) -> Segmenter:
+    return builder(name)(**(options or {}))
 
 
 def _load_builtin() -> None:
