@@ -28,11 +28,11 @@ from reid_core.pipelines.segment import (
     SegmentJob,
     check_options,
     decode_image,
-    main,
     make_plan,
     output_name,
     run,
 )
+from reid_core.pipelines.segment_cli import main
 from reid_core.segmentation.masking import MaskingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
