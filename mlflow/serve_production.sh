@@ -34,7 +34,7 @@ check_secret MLFLOW_FLASK_SERVER_SECRET_KEY 32 \
 [[ -n "${MLFLOW_ARTIFACTS_DESTINATION:-}" ]] \
   || fail "MLFLOW_ARTIFACTS_DESTINATION is not set (e.g. s3://reid-mlflow-artifacts)."
 # Show URIs without their passwords (user:password@host).
-redact() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
+redact() { sed -E -e 's#(://[^:/@]*):[^@/]*@#\1:***@#' -e 's#([?&]password=)[^&]*#\1***#g' <<<"$1"; }
 [[ "$MLFLOW_BACKEND_STORE_URI" == postgresql* ]] \
   || echo "warning: MLFLOW_BACKEND_STORE_URI is $(redact "$MLFLOW_BACKEND_STORE_URI"), not postgresql://" >&2
 [[ "$MLFLOW_ARTIFACTS_DESTINATION" == s3://* ]] \

@@ -1,6 +1,7 @@
-"""The main job on the embedded default: synthetic species into REID_HOME, baselines, [--tune] DVE.
+"""The main job on the embedded default: synthetic species into REID_HOME, baselines, background
+removal, and a DVE sweep per species with the best model registered in MLflow.
 
-    make demo            # or: python workflows/demo.py [--tune]
+    make demo            # or: python workflows/demo.py [--no-tune]
 """
 
 from __future__ import annotations

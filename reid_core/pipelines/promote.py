@@ -61,10 +61,10 @@ def _metric(evaluation: ModelEvaluation, metric: str) -> float:
     return evaluation.metrics[metric]
 
 
-def _gate_tags(request: PromotionRequest, rows_version: str, protocol: str, candidate: dict[str, float],
-               production: dict[str, float], production_version: str) -> dict[str, str]:
+def _gate_tags(request: PromotionRequest, manifest: str, rows_version: str, protocol: str,
+               candidate: dict[str, float], production: dict[str, float], production_version: str) -> dict[str, str]:
     tags = {"gate.metric": request.metric, "gate.tolerance": str(request.tolerance),
-            "gate.manifest": request.manifest, "gate.data_version": rows_version, "gate.protocol": protocol,
+            "gate.manifest": manifest, "gate.data_version": rows_version, "gate.protocol": protocol,
             "gate.production_version": production_version}
     for key in dict.fromkeys((request.metric, *REPORTED)):
         if key in candidate:
@@ -97,12 +97,12 @@ def promote(request: PromotionRequest, settings: Settings | None = None) -> Prom
                                                             "promotion_reason": reason}, settings)
         return result(decision, True, reason)
 
-    if request.manifest is None:
-        request.manifest = tracking.get_version(request.name, candidate, None, settings).tags.get("manifest")
-        if not request.manifest:
-            raise ValueError(f"{request.name} v{candidate} has no `manifest` tag: pass --manifest with the "
-                             "manifest whose test split the versions should be evaluated on")
-    rows = species_test_rows(request.manifest, species)
+    manifest = request.manifest or tracking.get_version(request.name, candidate, None,
+                                                        settings).tags.get("manifest")
+    if not manifest:
+        raise ValueError(f"{request.name} v{candidate} has no `manifest` tag: pass --manifest with the "
+                         "manifest whose test split the versions should be evaluated on")
+    rows = species_test_rows(manifest, species)
     cand = evaluate_model(f"models:/{request.name}/{candidate}", rows, settings=settings,
                           use_masked=request.use_masked)
     prod = evaluate_model(f"models:/{request.name}/{previous}", rows, settings=settings,
@@ -112,7 +112,7 @@ def promote(request: PromotionRequest, settings: Settings | None = None) -> Prom
     verdict = "not worse than" if passed else "worse than"
     reason = (f"{request.metric} {c:.4f} is {verdict} production v{previous} {p:.4f} "
               f"(tolerance {request.tolerance:g})" + (f"; {request.reason}" if request.reason else ""))
-    tags = {**_gate_tags(request, tracking.data_version(rows), cand.protocol, cand.metrics, prod.metrics, previous),
+    tags = {**_gate_tags(request, manifest, tracking.data_version(rows), cand.protocol, cand.metrics, prod.metrics, previous),
             "promotion_decision": PASSED if passed else REJECTED, "promotion_reason": reason,
             "gate.decided_at": now_iso()}
     if passed:

@@ -10,6 +10,14 @@ import os
 
 from reid_core.settings import Settings
 
+# What workers attached to a running cluster do not inherit from this shell but need for s3:// data:
+# the endpoint and region (never credentials: workers use their own, or a job's runtime_env).
+FORWARDED_ENV = ("REID_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+def worker_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+
 
 def init_ray(settings: Settings, *, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
     import ray

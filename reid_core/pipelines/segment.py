@@ -42,6 +42,7 @@ from PIL import Image, UnidentifiedImageError
 
 from reid_core.data import io as rio
 from reid_core.data import manifest as mf
+from reid_core.pipelines.ray_runtime import worker_env
 from reid_core.segmentation.masking import MaskingConfig, apply_mask, mask_from_png, mask_to_png
 from reid_core.segmentation.quality import mask_iou
 from reid_core.settings import Settings
@@ -54,7 +55,6 @@ SEG_COLUMNS = tuple(mf.SEGMENTATION_SCHEMA)
 _TMP_SUFFIX = re.compile(r"\.tmp-[0-9a-f]{32}$")  # what rio.write_bytes leaves behind when killed
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _INTERNAL = ("_mask_target", "_masked_target", "_done", "_selected")  # plan columns, never written
-FORWARDED_ENV = ("REID_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION")
 
 RESULT_SCHEMA = pa.schema([
     ("image_id", pa.string()),
@@ -157,7 +157,7 @@ class SegmentJob:
 
     def output_dir(self) -> str:
         if self.output:
-            return self.output.rstrip("/") if rio.is_s3(self.output) else str(rio.resolve(self.output)[1])
+            return rio.absolute(self.output).rstrip("/")
         if rio.is_s3(self.manifest):
             parent = self.manifest.rsplit("/", 1)[0]
         else:
@@ -518,7 +518,7 @@ def _execute(job: SegmentJob, plan: Plan, filesystem: pafs.FileSystem | None, se
                       io_threads=job.io_threads, journal_dir=rio.join(output, JOURNAL_DIR), config=job.config(),
                       filesystem=filesystem if rio.is_s3(output) or rio.is_s3(job.manifest) else None)
     # Actors attached to a running Ray do not see this shell's variables: pass the S3 endpoint on.
-    env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)} | dict(job.worker_env)
+    env = worker_env() | dict(job.worker_env)
     # The whole row goes to the segmenter (some need more than pixels), less the old segmentation values.
     keep = [c for c in plan.todo.columns if c not in SEG_COLUMNS and c not in ("_done", "_selected")]
     table = plan.todo.select(keep).to_arrow(compat_level=pl.CompatLevel.oldest())

@@ -22,7 +22,7 @@ from reid_core.data import manifest
 from reid_core.models.registry import METHODS
 from reid_core.pipelines import transfer_report
 from reid_core.pipelines.model_eval import evaluate_model, species_test_rows
-from reid_core.pipelines.ray_runtime import init_ray
+from reid_core.pipelines.ray_runtime import init_ray, worker_env
 from reid_core.settings import Settings
 from reid_core.tracking.versions import ModelNotFoundError
 
@@ -126,8 +126,8 @@ def compute_matrix(refs: list[ModelRef], test_species: list[str], request: Trans
     import ray
 
     # Per-task download progress bars from parallel cells interleave into noise in the driver's log.
-    quiet = {"env_vars": {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}}
-    task = ray.remote(num_cpus=request.cpus_per_task, runtime_env=quiet)(evaluate_cell)
+    env = worker_env() | {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    task = ray.remote(num_cpus=request.cpus_per_task, runtime_env={"env_vars": env})(evaluate_cell)
     futures = [task.remote(ref, request.manifest, t, settings, request.use_masked, int(request.cpus_per_task))
                for ref in refs for t in test_species]
     return pl.DataFrame(ray.get(futures), schema=TABLE_SCHEMA)

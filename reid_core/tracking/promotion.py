@@ -16,7 +16,7 @@ from typing import Any
 from reid_core.settings import Settings
 from reid_core.tracking.registry import PRODUCTION, get_version_by_alias
 from reid_core.tracking.store import configure
-from reid_core.tracking.versions import LIST_HINT, ModelNotFoundError
+from reid_core.tracking.versions import LIST_HINT, ModelNotFoundError, get_version
 
 NO_PREVIOUS = "none"
 
@@ -47,9 +47,10 @@ def move_production(name: str, version: str | int, tags: Mapping[str, Any],
                     settings: Settings | None = None) -> str | None:
     """Point ``production`` at ``version``, tag it, and tag the version it replaces; returns that one."""
     previous = production_version(name, settings)
+    # The alias first: if it fails, no version carries tags claiming a promotion that did not happen.
+    configure(settings).set_registered_model_alias(name, PRODUCTION, str(version))
     tag_version(name, version, {"promoted_at": now_iso(), "promoted_by": _user(),
                                 "previous_production_version": previous or NO_PREVIOUS, **tags}, settings)
-    configure(settings).set_registered_model_alias(name, PRODUCTION, str(version))
     if previous is not None and previous != str(version):
         tag_version(name, previous, {"superseded_at": now_iso(), "superseded_by": str(version)}, settings)
     return previous
@@ -77,10 +78,10 @@ def rollback(name: str, reason: str, settings: Settings | None = None) -> Rollba
             f"Promote another version instead (--version N --force --reason ...); {LIST_HINT.format(name=name)}")
     client = configure(settings)
     try:
-        client.get_model_version(name, target)
-    except Exception as error:  # deleted since: say so rather than pointing the alias at nothing
-        raise ModelNotFoundError(f"{name} v{current.version} replaced v{target}, which no longer exists "
-                                 f"({error.__class__.__name__}); {LIST_HINT.format(name=name)}") from None
+        get_version(name, target, settings=settings)
+    except ModelNotFoundError:  # deleted since: say so rather than pointing the alias at nothing
+        raise ModelNotFoundError(f"{name} v{current.version} replaced v{target}, which no longer exists; "
+                                 f"{LIST_HINT.format(name=name)}") from None
     client.set_registered_model_alias(name, PRODUCTION, target)
     stamp = now_iso()
     tag_version(name, current.version, {"rolled_back_at": stamp, "rolled_back_to": target,
