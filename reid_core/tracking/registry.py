@@ -75,15 +75,20 @@ def register(model_uri: str, name: str, tags: Mapping[str, Any] | None = None, a
     return client.get_model_version(name, version.version)
 
 
+def is_missing(error: MlflowException) -> bool:
+    """Whether a registry call failed because the model, version or alias does not exist."""
+    # 3.17: a missing model/version is RESOURCE_DOES_NOT_EXIST, a missing alias INVALID_PARAMETER_VALUE.
+    return error.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+        error.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(error))
+
+
 def get_version_by_alias(name: str, alias: str, settings: Settings | None = None) -> ModelVersion | None:
     """The version ``alias`` points at, or None when the model or the alias does not exist."""
     client = configure(settings)
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as error:
-        # 3.17: a missing model is RESOURCE_DOES_NOT_EXIST, a missing alias INVALID_PARAMETER_VALUE.
-        missing_alias = error.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(error)
-        if error.error_code == "RESOURCE_DOES_NOT_EXIST" or missing_alias:
+        if is_missing(error):
             return None
         raise
 

@@ -143,13 +143,8 @@ def start_sweep_run(experiment: str, species: str, method: str, tags: Mapping[st
 
     The run stays RUNNING until :func:`end_run`. Pass :func:`standard_tags` in ``tags``.
     """
-    client = configure(settings)
-    experiment_id = get_or_create_experiment(experiment, settings)
-    all_tags = {"species": species, "method": method, "run_kind": "sweep", **{k: str(v) for k, v in (tags or {}).items()}}
-    run = client.create_run(experiment_id, run_name=run_name or f"sweep-{species}", tags=all_tags)
-    if params:
-        log_params(run.info.run_id, params, settings)
-    return run.info.run_id
+    return start_run(experiment, "sweep", run_name or f"sweep-{species}",
+                     {"species": species, "method": method, **(tags or {})}, params, settings)
 
 
 def start_trial_run(parent_run_id: str, params: Mapping[str, Any] | None = None,

@@ -14,6 +14,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from reid_core.settings import Settings
+from reid_core.tracking.registry import is_missing
 from reid_core.tracking.store import configure
 
 LIST_HINT = "list its versions with `python workflows/promote.py --model {name} --list`"
@@ -26,17 +27,11 @@ class ModelNotFoundError(LookupError):
     """A registered model, version, alias or run's model that does not exist; the message says what does."""
 
 
-def _missing(error: MlflowException) -> bool:
-    # 3.17: a missing model/version is RESOURCE_DOES_NOT_EXIST, a missing alias INVALID_PARAMETER_VALUE.
-    return error.error_code == "RESOURCE_DOES_NOT_EXIST" or (
-        error.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(error))
-
-
 def _require_model(client: MlflowClient, name: str) -> None:
     try:
         client.get_registered_model(name)
     except MlflowException as error:
-        if not _missing(error):
+        if not is_missing(error):
             raise
         known = sorted(m.name for m in client.search_registered_models(max_results=100))
         raise ModelNotFoundError(
@@ -57,7 +52,7 @@ def get_version(name: str, version: str | int | None = None, alias: str | None =
             return client.get_model_version_by_alias(name, alias)
         return client.get_model_version(name, str(version))
     except MlflowException as error:
-        if not _missing(error):
+        if not is_missing(error):
             raise
         what = f"alias {alias!r}" if alias is not None else f"version {version}"
         raise ModelNotFoundError(f"{name} has no {what}; {LIST_HINT.format(name=name)}") from None
@@ -95,7 +90,7 @@ def run_model_uri(run_id: str, settings: Settings | None = None) -> str:
     try:
         run = client.get_run(run_id)
     except MlflowException as error:
-        if not _missing(error):
+        if not is_missing(error):
             raise
         raise ModelNotFoundError(f"run {run_id!r} does not exist; copy a run id from the MLflow UI "
                                  "(`make ui`) or a workflow's output") from None
