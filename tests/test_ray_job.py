@@ -1,5 +1,6 @@
 """`ray job submit --working-dir . -- python workflows/tune_dve.py ...` against a local `ray start --head`."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -47,23 +48,27 @@ def ray_head(tmp_path):
          "--temp-dir", temp_dir],
         env=env, start_new_session=True, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     address = f"http://127.0.0.1:{dashboard}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            request = urllib.request.Request(f"{address}/api/version", headers={"Authorization": f"Bearer {token}"})
-            urllib.request.urlopen(request, timeout=2)
-            break
-        except OSError:
-            assert head.poll() is None, f"ray start exited early:\n{log.read_text()[-3000:]}"
-            time.sleep(1)
-    else:
-        pytest.fail("the Ray dashboard did not come up within 120 s")
-    yield address, env
-    os.killpg(head.pid, signal.SIGTERM)
-    try:
-        head.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(head.pid, signal.SIGKILL)
+    try:  # the head's whole group goes, also when it never came up (a failed start left Ray running)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                request = urllib.request.Request(f"{address}/api/version",
+                                                 headers={"Authorization": f"Bearer {token}"})
+                urllib.request.urlopen(request, timeout=2)
+                break
+            except OSError:
+                assert head.poll() is None, f"ray start exited early:\n{log.read_text()[-3000:]}"
+                time.sleep(1)
+        else:
+            pytest.fail("the Ray dashboard did not come up within 120 s")
+        yield address, env
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # nothing left of the group
+            os.killpg(head.pid, signal.SIGTERM)
+            try:
+                head.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(head.pid, signal.SIGKILL)
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
