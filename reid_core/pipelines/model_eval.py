@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
-import torch
 
 from reid_core import tracking
 from reid_core.data import manifest
@@ -85,8 +84,7 @@ def evaluate_model(
     transform = eval_transform_for(uri, settings)
     protocol = protocol or protocol_for(rows)
     # A pt2 program has eval behaviour baked in (and cannot be switched); just call it.
-    with torch.inference_mode():
-        features = embed_rows(model, rows, transform, use_masked=use_masked, batch_size=batch_size)
+    features = embed_rows(model, rows, transform, use_masked=use_masked, batch_size=batch_size)
     metrics = evaluate_manifest(features, rows, protocol, split=None)
     species = rows["species"][0] if rows.height else ""
     return ModelEvaluation(uri, species, protocol, rows.height, {k: float(v) for k, v in metrics.items()})
