@@ -33,6 +33,7 @@ demo: setup
 	$(PY) workflows/demo.py
 
 test: setup browser
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 lint: setup

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 TARGET_OVERHEAD = 0.10
-CONFIG = {"backbone": "resnet18", "pretrained": None, "smallscale": False, "optimizer": "adamw", "lr": 1e-3,
-          "ids_per_batch": 8, "images_per_id": 4, "warmup_epochs": 0}
+PRESET = "cpu"
+CONFIG = {"backbone.kwargs": {}, "optim.lr": 1e-3, "batch.ids_per_batch": 8, "batch.images_per_id": 4}
 
 
 def plain_loop(manifest: str, overrides: dict, threads: int) -> dict:
@@ -30,24 +30,26 @@ def plain_loop(manifest: str, overrides: dict, threads: int) -> dict:
     from torch.utils.data import DataLoader
 
     from reid_core.data.dataset import ManifestDataset
-    from reid_core.data.sampler import PKBatchSampler
-    from reid_core.models.registry import get_method
+    from reid_core.engine.batches import make_sampler
+    from reid_core.methods.registry import get_method
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     started = time.perf_counter()
     method = get_method("dve")
-    config = method.default_config(**overrides)
+    config = method.config(PRESET, overrides)
     rows = pl.read_parquet(manifest).filter(pl.col("split") == "train")
     dataset = ManifestDataset(rows, method.train_transform(config))
-    sampler = PKBatchSampler(dataset.labels, config.ids_per_batch, config.images_per_id, seed=0)
+    (plan,) = method.plan(config)
+    sampler = make_sampler(plan.batches, dataset.labels, seed=0)
     loader = DataLoader(dataset, batch_sampler=sampler)
     model = method.build(config, len(dataset.label_names))
-    (stage,) = method.stages(config, model, len(sampler))
+    (stage,) = method.stages(config, model, [len(sampler)])
+    stage.trainable(model)
     optimizer = stage.optimizer(model)
     setup_s = time.perf_counter() - started
     epochs = []
-    for epoch in range(config.epochs):
+    for epoch in range(plan.epochs):
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
         stage.on_epoch_start(model, epoch)
@@ -75,7 +77,7 @@ def ray_train(manifest: str, overrides: dict, threads: int, home: Path) -> dict:
     ray.init(num_cpus=threads, include_dashboard=False, log_to_driver=False)
     init_s = time.perf_counter() - t0
     # eval_every beyond the run: only the last epoch evaluates, and outside the timed epoch anyway.
-    job = TrainJob(manifest=manifest, species="tiger", overrides=overrides, eval_every=10_000)
+    job = TrainJob(manifest=manifest, species="tiger", preset=PRESET, overrides=overrides, eval_every=10_000)
     t1 = time.perf_counter()
     outcome = run_training(job, workers=1, run_name="overhead", settings=settings, cpus_per_worker=threads)
     fit_s = time.perf_counter() - t1
@@ -103,7 +105,7 @@ def main() -> None:
                            images_per_individual=args.images_per_individual, size=args.size, seed=0,
                            val_fraction=0.1, test_fraction=0.1)
         manifest = str(tmp / "data" / "manifest.parquet")
-        overrides = {**CONFIG, "img_size": args.size, "epochs": args.epochs}
+        overrides = {**CONFIG, "input.size": args.size, "schedule.epochs": args.epochs}
         plain = plain_loop(manifest, overrides, args.threads)
         via_ray = ray_train(manifest, overrides, args.threads, tmp / "home")
 
@@ -117,7 +119,7 @@ def main() -> None:
     print(json.dumps({
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "threads": args.threads, "load_avg_after": os.getloadavg()},
-        "workload": {"method": "dve", **overrides, "train_images_per_epoch": images},
+        "workload": {"method": "dve", "preset": PRESET, **overrides, "train_images_per_epoch": images},
         "baseline_plain_pytorch": {"epoch_s_median": round(plain_epoch, 3),
                                    "images_per_s": round(images / plain_epoch, 2),
                                    "epochs_s": [round(e["seconds"], 3) for e in plain["epochs"]]},

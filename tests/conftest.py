@@ -54,11 +54,20 @@ def s3_bucket(s3_server, monkeypatch):
     return f"s3://{name}"
 
 
+# A CPU-sized DVE: the cpu preset with a plain ResNet-18, smaller images, batches that fit a handful of
+# identities and a one-epoch warm-up (so the two-stage path runs).
+TINY_PRESET = "cpu"
 TINY_DVE = {
-    # A CPU-sized DVE: small trunk, small images, batches that fit a handful of identities.
-    "backbone": "resnet18", "pretrained": None, "img_size": 48, "smallscale": False,
-    "ids_per_batch": 4, "images_per_id": 2, "warmup_epochs": 1, "optimizer": "adamw", "lr": 1e-3,
+    "backbone.kwargs": {}, "input.size": 48, "batch.ids_per_batch": 4, "batch.images_per_id": 2,
+    "schedule.warmup_epochs": 1, "optim.lr": 1e-3,
 }
+
+
+def tiny_dve_flags() -> list[str]:
+    """TINY_DVE as workflow flags."""
+    import json
+
+    return ["--preset", TINY_PRESET, *(f"--set={k}={json.dumps(v)}" for k, v in TINY_DVE.items())]
 
 
 @pytest.fixture(scope="session")

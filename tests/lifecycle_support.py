@@ -9,12 +9,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
-from conftest import TINY_DVE
+from conftest import TINY_DVE, TINY_PRESET
 
 from reid_core import tracking
 from reid_core.data import manifest, synthetic
 from reid_core.engine.evaluate import evaluate_split
-from reid_core.models.registry import get_method
+from reid_core.methods.registry import get_method
 from reid_core.pipelines.publish import Published, publish
 from reid_core.pipelines.restore import Restored
 from reid_core.settings import Settings
@@ -52,7 +52,7 @@ def query_equals_gallery(source: str, out: Path) -> str:
 def tiny_dve(seed: int, collapsed: bool = False) -> Restored:
     """A random-weight CPU-sized DVE; ``collapsed`` maps every image to the same embedding."""
     method = get_method("dve")
-    config = method.default_config(**TINY_DVE)
+    config = method.config(TINY_PRESET, TINY_DVE)
     torch.manual_seed(seed)
     network = method.build(config, num_classes=6).eval()
     if collapsed:

@@ -2,7 +2,7 @@ import polars as pl
 from PIL import Image
 
 from reid_core.data import manifest
-from reid_core.data.dataset import ManifestDataset, image_column
+from reid_core.data.dataset import ManifestDataset, select_images
 
 
 def _rows(tmp_path, n=3):
@@ -34,10 +34,16 @@ def test_cache_keeps_decoded_images_across_epochs(tmp_path):
     assert dataset[1]["image"] is first
 
 
-def test_masked_images_are_used_only_when_every_row_has_one(tmp_path):
+def test_masked_images_are_never_mixed_with_originals(tmp_path):
     rows = _rows(tmp_path)
-    assert image_column(rows) == "image_uri"
+    plain = select_images(rows)  # no masks at all: the originals
+    assert (plain.column, plain.left_out, plain.rows.height) == ("image_uri", 0, 3)
     partly = rows.with_columns(pl.Series("masked_uri", ["m0", None, "m2"]))
-    assert image_column(partly) == "image_uri"
-    full = rows.with_columns(pl.Series("masked_uri", ["m0", "m1", "m2"]))
-    assert image_column(full) == "masked_uri" and image_column(full, use_masked=False) == "image_uri"
+    chosen = select_images(partly)
+    # One failed segmentation leaves that row out (counted) instead of bringing every background back.
+    assert chosen.column == "masked_uri" and chosen.left_out == 1
+    assert chosen.rows["masked_uri"].to_list() == ["m0", "m2"]
+    unmasked = select_images(partly, use_masked=False)
+    assert (unmasked.column, unmasked.left_out, unmasked.rows.height) == ("image_uri", 0, 3)
+    none = rows.with_columns(pl.Series("masked_uri", [None, None, None], dtype=pl.String))
+    assert select_images(none).column == "image_uri"

@@ -12,24 +12,23 @@ from timm.models.senet import SEResNetBottleneck
 from torch import nn
 
 from reid_core.losses import grid_to_pixels
-from reid_core.models.dve import (
-    DVEConfig,
-    DVEMethod,
-    DVENet,
-    build_trunk,
-    flip_batch,
-    set_stage_stride,
-    warmup_factor,
-)
-from reid_core.models.registry import METHODS, Stage
-from reid_core.models.tps import TPSConfig, TPSWarper, pixel_grid
+from reid_core.methods.config import ConfigError
+from reid_core.methods.contract import Stage
+from reid_core.methods.dve import DVEMethod
+from reid_core.methods.dve.config import DVEConfig
+from reid_core.methods.dve.network import DVENet
+from reid_core.methods.dve.tps import TPSConfig, TPSWarper, pixel_grid
+from reid_core.methods.dve.training import flip_batch, warmup_factor
+from reid_core.methods.dve.trunk import build_trunk, set_stage_stride
+from reid_core.methods.registry import get_method, method_names
+from reid_core.pipelines.search_space import SearchSpace
 
 TINY_CHANNELS = (16, 32, 64, 128)
 TINY = {
-    "backbone": "resnet18",
-    "pretrained": None,
-    "img_size": 64,
-    "backbone_kwargs": {"channels": TINY_CHANNELS},
+    "backbone.name": "resnet18",
+    "backbone.pretrained": None,
+    "input.size": 64,
+    "backbone.kwargs": {"channels": TINY_CHANNELS},
 }
 
 
@@ -44,11 +43,11 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def method() -> DVEMethod:
-    return METHODS.get("dve")
+    return get_method("dve")
 
 
-def tiny_config(method, **overrides) -> DVEConfig:
-    return method.default_config(**{**TINY, **overrides})
+def tiny_config(method, overrides: dict | None = None) -> DVEConfig:
+    return method.config("paper", {**TINY, **(overrides or {})})
 
 
 def tiny_batch(batch: int = 8, classes: int = 4) -> dict[str, torch.Tensor]:
@@ -157,7 +156,7 @@ def test_avg_down_shortcuts_lose_their_pool_when_the_stride_goes():
 
 
 def test_forward_shapes_and_head_dimensions_follow_the_backbone(method):
-    config = tiny_config(method, smallscale=True)
+    config = tiny_config(method, {"backbone.smallscale": True})
     net = method.build(config, num_classes=5)
     assert isinstance(net, DVENet)
     assert net.dve_stage == 2  # deepest stage at stride 4: AER's layer2 under smallscale
@@ -170,7 +169,7 @@ def test_forward_shapes_and_head_dimensions_follow_the_backbone(method):
     assert out["dve"].shape == (6, 64, 16, 16)  # stride 4
     assert (out["dve"] >= 0).all()  # ReLU descriptors
 
-    stock = method.build(tiny_config(method, smallscale=False), num_classes=5)
+    stock = method.build(tiny_config(method, {"backbone.smallscale": False}), num_classes=5)
     assert stock.dve_stage == 1 and stock.dve_features(torch.randn(1, 3, 64, 64)).shape[-1] == 16
 
 
@@ -227,7 +226,7 @@ def test_flip_batch_mirrors_images_and_swaps_known_sides():
 
 
 def test_warmup_factor_rises_linearly_from_aer_start():
-    config = DVEConfig(warmup_epochs=3)
+    config = DVEConfig.model_validate({"schedule": {"warmup_epochs": 3}})
     assert warmup_factor(config, 0, 0, 10) == pytest.approx(0.01 + 0.99 / 30)
     assert warmup_factor(config, 1, 4, 10) == pytest.approx(0.01 + 0.99 * 15 / 30)
     assert warmup_factor(config, 2, 9, 10) == pytest.approx(1.0)
@@ -239,20 +238,22 @@ def _grads(parameters) -> list[torch.Tensor | None]:
 
 
 def test_warmup_freezes_the_backbone_and_gradients_reach_the_dve_head(method):
-    config = tiny_config(method, warmup_epochs=1)
+    config = tiny_config(method, {"schedule.warmup_epochs": 1, "schedule.epochs": 80})
     net = method.build(config, num_classes=4)
     model = FakeDDP(net)
-    [stage] = method.stages(config, model, steps_per_epoch=4)
-    assert isinstance(stage, Stage) and stage.name == "dve" and stage.epochs == 80
-    optimizer = stage.optimizer(model)
+    warmup, main = method.stages(config, model, [4, 4])
+    assert isinstance(warmup, Stage) and (warmup.name, warmup.epochs, main.name, main.epochs) == ("warmup", 1, "main", 79)
+    warmup.trainable(model)
+    assert not any(p.requires_grad for p in net.trunk.parameters())  # DDP built now tracks the heads only
+    optimizer = warmup.optimizer(model)
 
-    stage.on_epoch_start(model, 0)
-    loss, logs = stage.step(model, tiny_batch(), 0)
+    warmup.on_epoch_start(model, 0)
+    loss, logs = warmup.step(model, tiny_batch(), 0)
     loss.backward()
     assert model.calls == 1  # one forward through the wrapper: DDP would sync every gradient
-    assert set(logs) >= {"loss", "loss_id", "loss_lr", "loss_circle", "loss_dve"}
+    assert set(logs) >= {"loss_id", "loss_lr", "loss_circle", "loss_dve"}
     assert logs["warmup_factor"] == pytest.approx(0.01 + 0.99 / 4)
-    assert logs["loss"] == pytest.approx(
+    assert loss.item() == pytest.approx(
         logs["warmup_factor"]
         * (logs["loss_id"] + logs["loss_lr"] + 2.0 * logs["loss_circle"] + 0.2 * logs["loss_dve"]),
         rel=1e-4,
@@ -263,8 +264,9 @@ def test_warmup_freezes_the_backbone_and_gradients_reach_the_dve_head(method):
     assert net.trunk.layer1[0].bn1.training  # BN stays in train mode while frozen
 
     optimizer.zero_grad()
-    stage.on_epoch_start(model, 1)
-    loss, logs = stage.step(model, tiny_batch(), 1)
+    main.trainable(model)
+    main.on_epoch_start(model, 0)  # global epoch 1: the warm-up is over
+    loss, logs = main.step(model, tiny_batch(), 0)
     loss.backward()
     assert logs["warmup_factor"] == 1.0
     trunk_grads = _grads(net.trunk.parameters())
@@ -275,9 +277,10 @@ def test_warmup_freezes_the_backbone_and_gradients_reach_the_dve_head(method):
 def test_training_steps_overfit_a_tiny_batch(method):
     torch.manual_seed(0)
     # Dropout and random flips off so that six steps on one batch show a clear trend.
-    config = tiny_config(method, warmup_epochs=0, dropout=0.0, flip_p=0.0)
+    config = tiny_config(method, {"schedule.warmup_epochs": 0, "backbone.dropout": 0.0, "input.flip_p": 0.0})
     net = method.build(config, num_classes=4)
-    [stage] = method.stages(config, net, steps_per_epoch=1)
+    [stage] = method.stages(config, net, [1])
+    stage.trainable(net)
     optimizer = stage.optimizer(net)
     scheduler = stage.scheduler(optimizer)
     batch = tiny_batch()
@@ -285,20 +288,20 @@ def test_training_steps_overfit_a_tiny_batch(method):
     for epoch in range(6):
         stage.on_epoch_start(net, epoch)
         optimizer.zero_grad()
-        loss, logs = stage.step(net, batch, epoch)
+        loss, _ = stage.step(net, batch, epoch)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        losses.append(logs["loss"])
+        losses.append(loss.item())
     assert losses[-1] < 0.6 * losses[0], losses
     assert sum(losses[-2:]) < sum(losses[:2]), losses
 
 
 def test_learning_rates_follow_groups_and_the_step_schedule(method):
-    config = tiny_config(method, lr=0.02, epochs=9)
-    assert config.milestone == 6 and DVEConfig().milestone == 53  # AER: 80 * 2 // 3
+    config = tiny_config(method, {"optim.lr": 0.02, "schedule.epochs": 9, "schedule.warmup_epochs": 0})
+    assert config.schedule.milestone == 6 and DVEConfig().schedule.milestone == 53  # AER: 80 * 2 // 3
     net = method.build(config, num_classes=4)
-    [stage] = method.stages(config, net, steps_per_epoch=3)
+    [stage] = method.stages(config, net, [3])
     optimizer = stage.optimizer(net)
     scheduler = stage.scheduler(optimizer)
     assert isinstance(optimizer, torch.optim.SGD)
@@ -319,12 +322,12 @@ def test_learning_rates_follow_groups_and_the_step_schedule(method):
 
 
 def test_lambda_dve_zero_skips_the_dve_pass_and_head(method):
-    config = tiny_config(method, lambda_dve=0.0, warmup_epochs=0)
+    config = tiny_config(method, {"losses.lambda_dve": 0.0, "schedule.warmup_epochs": 0})
     net = method.build(config, num_classes=4)
     assert net.dve_head is None
     trunk_calls = []
     net.trunk.register_forward_hook(lambda *_: trunk_calls.append(1))
-    [stage] = method.stages(config, net, steps_per_epoch=1)
+    [stage] = method.stages(config, net, [1])
     stage.on_epoch_start(net, 0)
     loss, logs = stage.step(net, tiny_batch(), 0)
     loss.backward()
@@ -348,7 +351,7 @@ def test_pretrained_local_state_dict_is_loaded_into_the_trunk(method, tmp_path):
     state = _reference_state()
     path = tmp_path / "resnet18-tiny.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)  # wrapped, DDP prefix
-    net = method.build(tiny_config(method, pretrained=str(path)), num_classes=4)
+    net = method.build(tiny_config(method, {"backbone.pretrained": str(path)}), num_classes=4)
     assert torch.equal(net.trunk.stem[0].weight, state["conv1.weight"])
     assert torch.equal(net.trunk.layer3[0].conv2.weight, state["layer3.0.conv2.weight"])
     assert torch.equal(net.trunk.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"])
@@ -357,15 +360,15 @@ def test_pretrained_local_state_dict_is_loaded_into_the_trunk(method, tmp_path):
 def test_missing_or_mismatched_checkpoints_name_the_path(method, tmp_path):
     missing = tmp_path / "nowhere" / "weights.pth"
     with pytest.raises(FileNotFoundError, match="nowhere/weights.pth"):
-        method.build(tiny_config(method, pretrained=str(missing)), num_classes=4)
+        method.build(tiny_config(method, {"backbone.pretrained": str(missing)}), num_classes=4)
 
     wrong = tmp_path / "wide.pth"
     torch.save(_reference_state(channels=(8, 16, 32, 64)), wrong)
     with pytest.raises(RuntimeError, match="wide.pth"):
-        method.build(tiny_config(method, pretrained=str(wrong)), num_classes=4)
+        method.build(tiny_config(method, {"backbone.pretrained": str(wrong)}), num_classes=4)
 
     with pytest.raises(ValueError, match="another architecture"):
-        method.build(tiny_config(method, pretrained="legacy_seresnet50.in1k"), num_classes=4)
+        method.build(tiny_config(method, {"backbone.pretrained": "legacy_seresnet50.in1k"}), num_classes=4)
 
 
 def test_unreachable_hub_says_what_to_pass_instead(method, monkeypatch):
@@ -379,9 +382,9 @@ def test_unreachable_hub_says_what_to_pass_instead(method, monkeypatch):
     create_model = timm.create_model
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(RuntimeError, match="local path or s3:// URI.*pretrained=None"):
-        method.build(tiny_config(method, pretrained=True), num_classes=4)
+        method.build(tiny_config(method, {"backbone.pretrained": True}), num_classes=4)
     with pytest.raises(RuntimeError, match="'resnet18.a1_in1k'"):
-        method.build(tiny_config(method, pretrained="resnet18.a1_in1k"), num_classes=4)
+        method.build(tiny_config(method, {"backbone.pretrained": "resnet18.a1_in1k"}), num_classes=4)
 
 
 def test_pretrained_state_dict_from_s3(method, s3_bucket):
@@ -394,7 +397,7 @@ def test_pretrained_state_dict_from_s3(method, s3_bucket):
     torch.save(state, buffer)
     uri = f"{s3_bucket}/weights/resnet18-tiny.pth"
     write_bytes(uri, buffer.getvalue())
-    net = method.build(tiny_config(method, pretrained=uri), num_classes=4)
+    net = method.build(tiny_config(method, {"backbone.pretrained": uri}), num_classes=4)
     assert torch.equal(net.trunk.layer2[0].downsample[0].weight, state["layer2.0.downsample.0.weight"])
 
 
@@ -404,14 +407,23 @@ def test_pretrained_state_dict_from_s3(method, s3_bucket):
 
 
 def test_default_config_has_the_paper_values_and_rejects_unknown_keys(method):
-    config = method.default_config()
-    assert (config.circle_gamma, config.circle_m, config.lambda_reid, config.lambda_dve) == (64.0, 0.25, 2.0, 0.2)
-    assert (config.lr, config.backbone_lr_mult, config.epochs, config.warmup_epochs) == (0.01, 0.1, 80, 3)
-    assert (config.dve_dim, config.embed_dim, config.dropout, config.label_smoothing) == (64, 512, 0.5, 0.1)
-    assert config.ids_per_batch * config.images_per_id == 30 and config.dve_normalize is False
-    assert method.default_config(circle_gamma=32).circle_gamma == 32
-    with pytest.raises(ValueError, match="unknown DVE config key.*lamda_dve"):
-        method.default_config(lamda_dve=0.5)
+    config = method.config()
+    losses, optim, schedule, backbone = config.losses, config.optim, config.schedule, config.backbone
+    assert (losses.circle_gamma, losses.circle_m, losses.lambda_reid, losses.lambda_dve) == (64.0, 0.25, 2.0, 0.2)
+    assert (optim.lr, optim.backbone_lr_mult, schedule.epochs, schedule.warmup_epochs) == (0.01, 0.1, 80, 3)
+    assert (backbone.dve_dim, backbone.embed_dim, backbone.dropout, losses.label_smoothing) == (64, 512, 0.5, 0.1)
+    assert config.batch.ids_per_batch * config.batch.images_per_id == 30 and losses.dve_normalize is False
+    assert method.config("paper", {"losses.circle_gamma": 32}).losses.circle_gamma == 32
+    with pytest.raises(ConfigError, match="unknown config key 'losses.lamda_dve'.*losses.lambda_dve"):
+        method.config("paper", {"losses.lamda_dve": 0.5})
+    with pytest.raises(ConfigError, match="unknown config key 'lambda_dve'"):
+        method.config("paper", {"lambda_dve": 0.5})  # the old flat name: the message lists the dotted ones
+    with pytest.raises(ConfigError, match=r"optim.name.*'sgd' or 'adamw'"):
+        method.config("paper", {"optim.name": "adam"})
+    with pytest.raises(ConfigError, match="unknown preset 'gpu'.*paper, cpu"):
+        method.config("gpu")
+    cpu = method.config("cpu")
+    assert cpu.backbone.pretrained is None and cpu.input.size == 64 and method.offline(config).backbone.pretrained is None
 
 
 def test_transforms_produce_normalised_square_tensors(method):
@@ -425,32 +437,33 @@ def test_transforms_produce_normalised_square_tensors(method):
 
 
 def test_search_space_samples_within_bounds_and_respects_overrides(method):
-    fixed = optuna.trial.FixedTrial(
-        {"lambda_dve": 0.4, "circle_m": 0.3, "circle_gamma": 128, "lambda_reid": 5, "lr": 0.02}
-    )
-    params = method.search_space(fixed)
-    assert params == {"lambda_dve": 0.4, "circle_m": 0.3, "circle_gamma": 128.0, "lambda_reid": 5.0, "lr": 0.02}
-    method.default_config(**params)  # every sampled name is a config key
+    fixed = optuna.trial.FixedTrial({"losses.lambda_dve": 0.4, "losses.circle_m": 0.3, "losses.circle_gamma": 128,
+                                     "losses.lambda_reid": 5, "optim.lr": 0.02})
+    params = SearchSpace("dve")(fixed)
+    assert params == {"losses.lambda_dve": 0.4, "losses.circle_m": 0.3, "losses.circle_gamma": 128,
+                      "losses.lambda_reid": 5, "optim.lr": 0.02}
+    method.config("paper", params)  # every sampled name is a config key
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    bounds = {"lambda_dve": (0.0, 1.0), "lr": (1e-3, 3e-2), "circle_gamma": [32, 64], "lambda_reid": 2}
+    bounded = SearchSpace("dve", {"losses.lambda_dve": (0.0, 1.0), "optim.lr": (1e-3, 3e-2),
+                                  "losses.circle_gamma": [32, 64], "losses.lambda_reid": 2})
     for _ in range(25):
-        params = method.search_space(study.ask(), bounds)
-        assert 0.0 <= params["lambda_dve"] <= 1.0 and 1e-3 <= params["lr"] <= 3e-2
-        assert 0.1 <= params["circle_m"] <= 0.5
-        assert params["circle_gamma"] in (32, 64) and params["lambda_reid"] == 2.0
+        params = bounded(study.ask())
+        assert 0.0 <= params["losses.lambda_dve"] <= 1.0 and 1e-3 <= params["optim.lr"] <= 3e-2
+        assert 0.1 <= params["losses.circle_m"] <= 0.5
+        assert params["losses.circle_gamma"] in (32, 64) and params["losses.lambda_reid"] == 2
     # A study keeps one space per parameter name (Optuna rejects changed choices): a fresh one here.
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-    default = [method.search_space(study.ask()) for _ in range(25)]
-    assert all(0 <= p["lambda_dve"] <= 2 and 1e-3 <= p["lr"] <= 1e-1 for p in default)
-    assert {p["circle_gamma"] for p in default} <= {32.0, 64.0, 128.0}
+    default = [SearchSpace("dve")(study.ask()) for _ in range(25)]
+    assert all(0 <= p["losses.lambda_dve"] <= 2 and 1e-3 <= p["optim.lr"] <= 1e-1 for p in default)
+    assert {p["losses.circle_gamma"] for p in default} <= {32, 64, 128}
 
     with pytest.raises(ValueError, match="unknown search-space bound"):
-        method.search_space(study.ask(), {"margin": (0.1, 0.2)})
+        SearchSpace("dve", {"margin": (0.1, 0.2)})
     with pytest.raises(ValueError, match="low <= high"):
-        method.search_space(study.ask(), {"lr": (0.1, 0.01)})
+        SearchSpace("dve", {"optim.lr": (0.1, 0.01)})
 
 
 def test_dve_is_registered():
-    assert "dve" in METHODS.names()
-    assert isinstance(METHODS.get("dve"), DVEMethod)
+    assert "dve" in method_names()
+    assert isinstance(get_method("dve"), DVEMethod)

@@ -19,7 +19,7 @@ from reid_core.losses import (
     orientation_loss,
     pair_similarities,
 )
-from reid_core.models.tps import TPSWarper, pixel_grid
+from reid_core.methods.dve.tps import TPSWarper, pixel_grid
 
 # --------------------------------------------------------------------------------------------------
 # Circle loss
@@ -238,3 +238,24 @@ def test_dve_loss_rejects_mismatched_shapes():
         dve_loss(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 5), torch.zeros(2, 16, 16, 2))
     with pytest.raises(ValueError, match="grid"):
         dve_loss(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4), torch.zeros(3, 16, 16, 2))
+
+
+def test_batch_hard_triplet_on_a_hand_computed_case():
+    from reid_core.losses.triplet import batch_hard_triplet_loss
+
+    # Points on a line: 0, 1 (id a) and 3, 7 (id b). Euclidean batch-hard, margin 0.5:
+    # anchor 0: d_ap 1, d_an 3 -> 0; anchor 1: 1, 2 -> 0; anchor 3: 4, 2 -> 2.5; anchor 7: 4, 6 -> 0.
+    features = torch.tensor([[0.0], [1.0], [3.0], [7.0]], requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1])
+    loss = batch_hard_triplet_loss(features, labels, margin=0.5)
+    assert loss.item() == pytest.approx(2.5 / 4)
+    loss.backward()
+    assert features.grad is not None
+    # Cosine distance (1 - cos) / 2, PAW-ViT's: orthogonal = 0.5, opposite = 1.
+    unit = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    cosine = batch_hard_triplet_loss(unit, torch.tensor([0, 0, 1, 1]), margin=0.4, distance="cosine")
+    # every anchor: hardest positive 0.5 (orthogonal), hardest negative 0.5 -> 0.4 each
+    assert cosine.item() == pytest.approx(0.4)
+    # A batch without positives gives 0, still attached to the graph.
+    alone = batch_hard_triplet_loss(features, torch.tensor([0, 1, 2, 3]))
+    assert alone.item() == 0.0 and alone.requires_grad

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import TINY_DVE
+from conftest import TINY_DVE, TINY_PRESET
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVE_LOCAL = ROOT / "mlflow" / "serve_local.sh"
@@ -210,7 +210,8 @@ def test_ui_lists_the_trials_and_shows_the_production_alias(tiny_synthetic, ray_
         assert settings.tracking_uri == url
 
         request = TuneRequest(method="dve", species=["tiger"], manifest=tiny_synthetic, num_samples=2,
-                              max_concurrent=2, epochs=1, seed=3, overrides=dict(TINY_DVE), dataset="synthetic")
+                              max_concurrent=2, epochs=1, seed=3, preset=TINY_PRESET, overrides=dict(TINY_DVE),
+                              dataset="synthetic")
         table = run_tuning(request, settings)
         assert table["model"].to_list() == [f"{MODEL} v1"]
         assert promote_cli.main(["--model", MODEL, "--alias", "candidate", "--manifest", tiny_synthetic]) == 0

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TINY_DVE
+from conftest import tiny_dve_flags
 from mlflow import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,11 +76,11 @@ def ray_head(tmp_path):
 def test_tune_dve_as_a_ray_job(ray_head, tiny_synthetic, tmp_path):
     address, env = ray_head
     home = tmp_path / "reid"
-    sets = [f"--set={k}={v}" for k, v in TINY_DVE.items() if v is not None] + ["--set=pretrained=null"]
+    sets = tiny_dve_flags()
     command = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT),
                "--runtime-env-json", f'{{"env_vars": {{"REID_HOME": "{home}"}}}}', "--",
                "python", "workflows/tune_dve.py", "--species", "tiger", "--manifest", tiny_synthetic,
-               "--num-samples", "2", "--epochs", "1", "--bound", "lr=0.0003:0.003", *sets]
+               "--num-samples", "2", "--epochs", "1", "--bound", "optim.lr=0.0003:0.003", *sets]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     output = done.stdout + done.stderr
     assert done.returncode == 0 and "succeeded" in output, output[-4000:]

@@ -90,3 +90,20 @@ def test_large_identities_are_spread_over_the_epoch():
     labels = ["big"] * 40 + [f"id{i}" for i in range(9) for _ in range(4)]
     for seed in range(5):
         assert len(list(PKBatchSampler(labels, p=2, k=4, seed=seed))) >= 7
+
+
+def test_random_batches_are_disjoint_across_ranks_and_seeded_by_epoch():
+    from reid_core.data.sampler import RandomBatchSampler
+
+    ranks = [RandomBatchSampler(50, 8, num_replicas=2, rank=r, seed=3) for r in range(2)]
+    batches = [list(s) for s in ranks]
+    assert [len(b) for b in batches] == [3, 3] == [len(s) for s in ranks]  # 50 // 8 = 6 batches, 3 each
+    seen = [i for rank in batches for batch in rank for i in batch]
+    assert len(seen) == len(set(seen)) == 48 and all(len(b) == 8 for rank in batches for b in rank)
+    assert list(RandomBatchSampler(50, 8, seed=3)) != batches[0]
+    again = RandomBatchSampler(50, 8, num_replicas=2, rank=0, seed=3)
+    assert list(again) == batches[0]
+    again.set_epoch(1)
+    assert list(again) != batches[0]
+    with pytest.raises(ValueError, match="fewer workers"):
+        RandomBatchSampler(10, 8, num_replicas=2)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import TINY_DVE
+from conftest import TINY_DVE, TINY_PRESET, tiny_dve_flags
 
 from reid_core.engine import checkpoint as ckpt
 from reid_core.engine.loop import TrainJob, train
@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _job(manifest: str, epochs: int) -> TrainJob:
-    return TrainJob(manifest=manifest, species="tiger", overrides={**TINY_DVE, "epochs": epochs})
+    return TrainJob(manifest=manifest, species="tiger", preset=TINY_PRESET,
+                    overrides={**TINY_DVE, "schedule.epochs": epochs})
 
 
 def test_local_training_checkpoints_every_epoch_and_resumes(tiny_synthetic, tmp_path):
@@ -36,7 +37,7 @@ def test_local_training_checkpoints_every_epoch_and_resumes(tiny_synthetic, tmp_
     assert resumed.history[:2] == progress.history
 
     restored = restore(session.store.latest())
-    assert restored.progress.epoch == 2 and not restored.model.training
+    assert restored.progress.history[-1]["epoch"] == 2 and not restored.model.training
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tiny_synthetic, tmp_path):
@@ -44,7 +45,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_synthetic, tmp_path):
     home = tmp_path / "home"
     env = {**__import__("os").environ, "REID_HOME": str(home)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    sets = [f"--set={k}={v}" for k, v in TINY_DVE.items() if v is not None] + ["--set=pretrained=null"]
+    sets = tiny_dve_flags()
     command = [sys.executable, str(ROOT / "workflows" / "train.py"), "--species", "tiger", "--manifest",
                tiny_synthetic, "--epochs", "4", "--run-name", "killme", *sets]
     store = ckpt.LocalCheckpoints(home / "checkpoints" / "killme")
@@ -56,7 +57,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_synthetic, tmp_path):
     process.wait()
     first = store.latest()
     assert first is not None, "no checkpoint was written before the deadline"
-    killed_at = ckpt.load_progress(first).epoch
+    killed_at = ckpt.load_progress(first).history[-1]["epoch"]
     assert killed_at < 3, "the run finished before it could be killed"
 
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)

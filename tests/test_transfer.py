@@ -101,7 +101,7 @@ def test_cli_errors_name_the_missing_model_and_the_missing_split(store, monkeypa
     assert "reid-dve-tiger has no alias 'staging'; list its versions with" in capsys.readouterr().err
 
     assert transfer_cli.main(["--method", "nope", "--manifest", manifest_uri]) == 2
-    assert "unknown method 'nope'; registered methods: dve" in capsys.readouterr().err
+    assert "unknown method 'nope'; registered methods: arbase, arcface, dve, vit" in capsys.readouterr().err
 
     assert transfer_cli.main(["--manifest", manifest_uri, "--model", "tiger=7"]) == 2
     assert "reid-dve-tiger has no version 7; list its versions with" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import polars as pl
-from conftest import TINY_DVE
+from conftest import TINY_DVE, TINY_PRESET
 from mlflow import MlflowClient
 
 from reid_core import tracking
@@ -14,8 +14,9 @@ from reid_core.settings import Settings
 def test_two_trial_sweep_leaves_parent_children_and_a_candidate(tiny_synthetic, ray_local):
     settings = Settings.from_env()
     request = TuneRequest(method="dve", species=["tiger"], manifest=tiny_synthetic, num_samples=2,
-                          max_concurrent=2, epochs=2, seed=3, overrides=dict(TINY_DVE),
-                          bounds={"lr": (3e-4, 3e-3), "lambda_dve": (0.0, 0.5)}, dataset="synthetic")
+                          max_concurrent=2, epochs=2, seed=3, preset=TINY_PRESET,
+                          overrides=dict(TINY_DVE), bounds={"optim.lr": (3e-4, 3e-3), "losses.lambda_dve": (0.0, 0.5)},
+                          dataset="synthetic")
     table = run_tuning(request, settings)
 
     assert table["species"].to_list() == ["tiger"] and table["model"].to_list() == ["reid-dve-tiger v1"]
@@ -28,8 +29,8 @@ def test_two_trial_sweep_leaves_parent_children_and_a_candidate(tiny_synthetic, 
     assert children.height == 2 and set(children["status"]) == {"FINISHED"}
     for child in children.iter_rows(named=True):
         # Sampled params inside the overridden bounds; per-epoch metrics with epoch steps.
-        assert 3e-4 <= float(child["params.lr"]) <= 3e-3
-        assert 0.0 <= float(child["params.lambda_dve"]) <= 0.5
+        assert 3e-4 <= float(child["params.optim.lr"]) <= 3e-3
+        assert 0.0 <= float(child["params.losses.lambda_dve"]) <= 0.5
         steps = [m.step for m in client.get_metric_history(child["run_id"], "val.mAP")]
         assert steps and steps == sorted(steps) and max(steps) <= 1
         assert child["tags.species"] == "tiger" and child["tags.method"] == "dve"

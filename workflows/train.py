@@ -1,6 +1,7 @@
 """Train one model (DDP on Ray Train or in-process), evaluate on test, log and register it.
 
     python workflows/train.py --method dve --species tiger --workers 2 --epochs 20
+    python workflows/train.py --method arbase --preset cpu --species tiger --set optim.lr=0.001
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's reid_core
 
+from reid_core.pipelines.cli import run_command  # noqa: E402
 from reid_core.pipelines.train_cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_command(main, sys.argv[1:]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -13,11 +14,23 @@ from torch.utils.data import Dataset
 from reid_core.data import io as rio
 
 
-def image_column(df: pl.DataFrame, use_masked: bool = True) -> str:
-    """`masked_uri` when segmentation filled it for every row (and it is wanted), else `image_uri`."""
-    if use_masked and "masked_uri" in df.columns and df["masked_uri"].null_count() == 0:
-        return "masked_uri"
-    return "image_uri"
+@dataclass(frozen=True)
+class ImageRows:
+    """The rows to read and the column to read them from; ``left_out`` rows had no masked image."""
+
+    rows: pl.DataFrame
+    column: str
+    left_out: int = 0
+
+
+def select_images(df: pl.DataFrame, use_masked: bool = True) -> ImageRows:
+    """Masked images when segmentation produced any, never mixed with originals: rows whose
+    segmentation failed (no ``masked_uri``) are left out and counted. Original images when masks are
+    not wanted or the manifest has none at all."""
+    if not use_masked or "masked_uri" not in df.columns or df["masked_uri"].null_count() == df.height:
+        return ImageRows(df, "image_uri")
+    kept = df.filter(pl.col("masked_uri").is_not_null())
+    return ImageRows(kept, "masked_uri", df.height - kept.height)
 
 
 def entity_codes(df: pl.DataFrame, column: str = "entity") -> tuple[np.ndarray, list[str]]:
@@ -41,11 +54,11 @@ class ManifestDataset(Dataset):
         df: pl.DataFrame,
         transform: Callable | None = None,
         *,
-        column: str | None = None,
+        column: str = "image_uri",
         filesystem: pafs.FileSystem | None = None,
         cache: bool = False,
     ) -> None:
-        self.uris = df[column or image_column(df)].to_list()
+        self.uris = df[column].to_list()
         # Decoded images kept in memory across epochs: for small datasets where decoding dominates.
         self._cache: dict[int, object] | None = {} if cache else None
         self.labels, self.label_names = entity_codes(df)

@@ -101,3 +101,33 @@ class PKBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self._plan(self.epoch)) // self.num_replicas
+
+
+class RandomBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of ``batch_size`` (the last partial batch dropped), split across DDP ranks like
+    ``PKBatchSampler``: same batch count on every rank, disjoint batches, a pure function of
+    (n, seed, epoch). For losses that need no identity structure in a batch (ArcFace, CE)."""
+
+    def __init__(self, n: int, batch_size: int, *, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if n // batch_size < num_replicas:
+            raise ValueError(
+                f"cannot give every one of {num_replicas} ranks a batch: {n} images make {n // batch_size} "
+                f"batches of {batch_size}. Fix: use fewer workers, a smaller batch size, or more data."
+            )
+        self.n, self.batch_size = n, batch_size
+        self.num_replicas, self.rank, self.seed = num_replicas, rank, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        batches = [order[i:i + self.batch_size].tolist() for i in range(0, len(self) * self.num_replicas
+                                                                         * self.batch_size, self.batch_size)]
+        yield from batches[self.rank::self.num_replicas]
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size // self.num_replicas

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -9,9 +10,9 @@ import polars as pl
 import torch
 from torch.utils.data import DataLoader
 
-from reid_core.data.dataset import ManifestDataset, image_column
+from reid_core.data.dataset import ManifestDataset, select_images
 from reid_core.evaluation.protocols import evaluate_manifest
-from reid_core.models.registry import Method
+from reid_core.methods.contract import Method
 
 
 def protocol_for(df: pl.DataFrame) -> str:
@@ -34,7 +35,7 @@ def embed_rows(
     df: pl.DataFrame,
     transform,
     *,
-    use_masked: bool = True,
+    column: str = "image_uri",
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     num_workers: int = 0,
@@ -44,7 +45,7 @@ def embed_rows(
     Takes a callable rather than a network so a loaded pt2 program (which cannot be put in eval mode
     and has its test-time embedding baked in) shares this loop with a training network.
     """
-    dataset = ManifestDataset(df, transform, column=image_column(df, use_masked))
+    dataset = ManifestDataset(df, transform, column=column)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     chunks = [embed(batch["image"].to(device)).float().cpu() for batch in loader]
     return torch.cat(chunks).numpy()
@@ -74,11 +75,19 @@ def evaluate_split(
     split: str,
     *,
     protocol: str | None = None,
+    use_masked: bool = True,
     **embed_kwargs,
 ) -> dict[str, float]:
-    """Metrics of ``model`` on the rows of ``split`` (names as evaluate_manifest returns them)."""
+    """Metrics of ``model`` on the rows of ``split`` (names as evaluate_manifest returns them).
+
+    Masked images when the rows have them; rows whose segmentation failed are left out (with a
+    warning), never evaluated on their original image among masked ones."""
     rows = df.filter(pl.col("split") == split)
     if rows.is_empty():
         raise ValueError(f"the manifest has no {split!r} rows to evaluate on")
-    features = embed_manifest(method, model, rows, transform, **embed_kwargs)
-    return evaluate_manifest(features, rows, protocol or protocol_for(rows), split=None)
+    images = select_images(rows, use_masked)
+    if images.left_out:
+        warnings.warn(f"{images.left_out} {split!r} rows have no masked image: left out of the evaluation",
+                      stacklevel=2)
+    features = embed_manifest(method, model, images.rows, transform, column=images.column, **embed_kwargs)
+    return evaluate_manifest(features, images.rows, protocol or protocol_for(rows), split=None)

@@ -1,12 +1,14 @@
 """The training function every Ray Train worker runs (DDP: gloo on CPU, NCCL on GPU), or the driver
 in-process (a Tune trial, or local without Ray): see ``session``.
 
+Generic over methods: it reads nothing of a method's config, only the contract (``methods.contract``).
 Contract with Ray Train V2: every rank reports once per epoch (only rank 0 attaches a checkpoint),
 so no rank waits forever; a rerun with the same run name resumes from the latest checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -18,12 +20,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from reid_core.data import manifest
-from reid_core.data.dataset import ManifestDataset, image_column
-from reid_core.data.sampler import PKBatchSampler
+from reid_core.data.dataset import ImageRows, ManifestDataset, select_images
 from reid_core.engine import checkpoint as ckpt
+from reid_core.engine.batches import check_batches, make_sampler
 from reid_core.engine.evaluate import evaluate_split
 from reid_core.engine.session import Session
-from reid_core.models.registry import get_method
+from reid_core.methods.config import MethodConfig
+from reid_core.methods.contract import Method, StageContext
+from reid_core.methods.registry import get_method
+
+SELECTION_METRIC = "val.mAP"  # the checkpoint kept for the registry is the best on it
 
 
 @dataclass
@@ -33,7 +39,8 @@ class TrainJob:
     manifest: str
     species: str
     method: str = "dve"
-    overrides: dict = field(default_factory=dict)  # method config fields (epochs, lr, backbone, ...)
+    preset: str = "paper"
+    overrides: dict = field(default_factory=dict)  # dotted config keys: {"optim.lr": 3e-3}
     seed: int = 0
     use_masked: bool = True
     eval_every: int = 1  # epochs between validation evaluations (the last epoch always evaluates)
@@ -45,61 +52,104 @@ class TrainJob:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def method_and_config(self) -> tuple[Method, MethodConfig]:
+        method = get_method(self.method)
+        return method, method.config(self.preset, self.overrides)
+
 
 def load_species_rows(manifest_uri: str, species: str) -> pl.DataFrame:
     df = manifest.read(manifest_uri)
     rows = df.filter(pl.col("species") == species)
     if rows.is_empty():
         known = ", ".join(sorted(df["species"].unique().to_list()))
-        raise ValueError(f"manifest {manifest_uri} has no rows of species {species!r}; it has: {known}")
+        raise ValueError(f"manifest {manifest_uri} has no rows of species {species!r}; it has: {known} "
+                         "(pass one with --species)")
     return rows
+
+
+def training_images(method: Method, config: MethodConfig, rows: pl.DataFrame, use_masked: bool) -> ImageRows:
+    """The training split as the method trains on it: masked images only (failed rows left out), then
+    the method's training view."""
+    images = select_images(rows.filter(pl.col("split") == "train"), use_masked)
+    return ImageRows(method.training_view(images.rows, config), images.column, images.left_out)
+
+
+def check_job(job: TrainJob, rows: pl.DataFrame, workers: int = 1) -> ImageRows:
+    """Driver-side checks before anything is launched: config, columns, batches against the data."""
+    method, config = job.method_and_config()
+    missing = [c for c in method.required_columns if c not in rows.columns]
+    if missing:
+        raise ValueError(f"method {job.method!r} needs manifest column(s) {missing}, which {job.manifest} lacks")
+    images = training_images(method, config, rows, job.use_masked)
+    if images.rows.is_empty():
+        raise ValueError(f"{job.manifest} has no usable 'train' rows of species {job.species!r}")
+    check_batches(method.plan(config), images.rows, workers, where=f"{job.method} on {job.species}: ")
+    return images
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "module", model)
 
 
+def _autocast(precision: str, device: torch.device):
+    if precision == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def train(job: TrainJob, session: Session) -> ckpt.Progress:
     """Train ``job`` in ``session``; returns the progress (history of per-epoch metrics) on rank 0."""
     rank, world, device = session.rank, session.world_size, session.device
     torch.manual_seed(job.seed)
+    method, config = job.method_and_config()
 
     rows = load_species_rows(job.manifest, job.species)
-    train_rows = rows.filter(pl.col("split") == "train")
-    val_rows = rows.filter(pl.col("split") == "val")
-    method = get_method(job.method)
-    config_obj = method.default_config(**job.overrides)
-
-    column = image_column(train_rows, job.use_masked)
-    if job.use_masked and column != "masked_uri" and rank == 0:
+    images = training_images(method, config, rows, job.use_masked)
+    if rank == 0 and job.use_masked and images.column != "masked_uri":
         # Not an error (a dataset may have no masks yet), but say so: with backgrounds that follow the
         # individuals (camera sites, the synthetic species' home scenes) a network learns the scene.
-        warnings.warn(
-            f"use_masked=True but the {job.species!r} training rows have no complete 'masked_uri' column: "
-            "training on the original images (image_uri), backgrounds included", stacklevel=2)
-    dataset = ManifestDataset(train_rows, method.train_transform(config_obj), column=column,
+        warnings.warn(f"use_masked=True but the {job.species!r} training rows have no 'masked_uri': "
+                      "training on the original images (image_uri), backgrounds included", stacklevel=2)
+    val_rows = rows.filter(pl.col("split") == "val")
+    left_out = images.left_out + select_images(val_rows, job.use_masked).left_out
+    if rank == 0 and left_out:
+        warnings.warn(f"{left_out} {job.species!r} train/val rows have no masked image (their segmentation "
+                      "failed): left out of training and validation", stacklevel=2)
+    dataset = ManifestDataset(images.rows, method.train_transform(config), column=images.column,
                               cache=job.cache_images)
-    sampler = PKBatchSampler(dataset.labels, config_obj.ids_per_batch, config_obj.images_per_id,
-                             num_replicas=world, rank=rank, seed=job.seed)
-    loader = session.prepare_loader(DataLoader(dataset, batch_sampler=sampler, num_workers=job.loader_workers,
-                                               persistent_workers=job.loader_workers > 0))
-    model = session.prepare_model(method.build(config_obj, num_classes=len(dataset.label_names)))
-    stages = method.stages(config_obj, model, len(sampler))
+    num_classes = len(dataset.label_names)
+    plans = method.plan(config)
+    samplers = [make_sampler(plan.batches, dataset.labels, num_replicas=world, rank=rank, seed=job.seed)
+                for plan in plans]
+    network = session.to_device(method.build(config, num_classes=num_classes))
+    stages = method.stages(config, network, [len(s) for s in samplers])
 
-    progress = ckpt.Progress(meta={"num_classes": len(dataset.label_names), "method": job.method,
-                                   "config": asdict(config_obj), "species": job.species})
-    state = None
+    progress = ckpt.Progress(meta={"num_classes": num_classes, "method": job.method, "preset": job.preset,
+                                   "config": config.model_dump(mode="json"), "species": job.species,
+                                   "left_out_unmasked": left_out})
+    state, best = None, None
     restored = session.restore(device)
     if restored:
         progress, state = restored
-        unwrap(model).load_state_dict(state["model"])
-    eval_transform = method.eval_transform(config_obj)
-    epochs_before = 0
+        network.load_state_dict(state["model"])
+        best = state.get("best")
+    context = StageContext(rows=images.rows, device=device, rank=rank, world_size=world, num_classes=num_classes)
+    epochs_before = tuned_before = 0
 
-    for stage_index, stage in enumerate(stages):
+    for stage_index, (stage, sampler) in enumerate(zip(stages, samplers, strict=True)):
+        plan = stage.plan
         if stage_index < progress.stage:
-            epochs_before += stage.epochs
+            epochs_before += plan.epochs
+            tuned_before += plan.epochs if plan.tuned else 0
             continue
+        if stage.trainable:
+            stage.trainable(network)
+        if stage.on_start:
+            stage.on_start(network, context)  # also after a resume into this stage
+        model = session.wrap(network)  # after ``trainable``: DDP tracks exactly what this stage trains
+        data = stage.dataset(context) if stage.dataset else dataset
+        loader = session.prepare_loader(DataLoader(data, batch_sampler=sampler, num_workers=job.loader_workers,
+                                                   persistent_workers=job.loader_workers > 0))
         optimizer = stage.optimizer(model)
         scheduler = stage.scheduler(optimizer) if stage.scheduler else None
         start_epoch = 0
@@ -109,7 +159,7 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
                 scheduler.load_state_dict(state["scheduler"])
             start_epoch = progress.epoch + 1
 
-        for epoch in range(start_epoch, stage.epochs):
+        for epoch in range(start_epoch, plan.epochs):
             started = time.perf_counter()
             sampler.set_epoch(epochs_before + epoch)
             if stage.on_epoch_start:
@@ -119,15 +169,17 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
             n_batches = n_images = 0
             for batch in loader:
                 batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-                loss, logs = stage.step(model, batch, epoch)
+                with _autocast(stage.precision, device):
+                    loss, parts = stage.step(model, batch, epoch)
                 if not math.isfinite(loss.item()):
                     raise FloatingPointError(
-                        f"loss became {loss.item()} in stage {stage.name!r} epoch {epoch}: lower the learning "
+                        f"loss became {loss.item()} in stage {plan.name!r} epoch {epoch}: lower the learning "
                         "rate or the loss weights")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                for key, value in logs.items():
+                sums["loss"] += float(loss.detach())
+                for key, value in parts.items():
                     sums[key] += float(value)
                 n_batches += 1
                 n_images += len(batch["label"])
@@ -138,22 +190,30 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
             metrics = {f"train.{k}": v / max(n_batches, 1) for k, v in sums.items()}
             metrics |= {"epoch": global_epoch, "stage": stage_index,
                         "train.images_per_s": n_images * world / seconds, "train.epoch_s": seconds}
-            last = epoch == stage.epochs - 1 and stage_index == len(stages) - 1
-            if rank == 0 and not val_rows.is_empty() and ((global_epoch + 1) % job.eval_every == 0 or last):
+            last = epoch == plan.epochs - 1 and stage_index == len(stages) - 1
+            if plan.tuned:
+                metrics["tuned_epoch"] = tuned_before + epoch + 1
+            evaluate = plan.tuned and ((global_epoch + 1) % job.eval_every == 0 or last)
+            if rank == 0 and not val_rows.is_empty() and evaluate:
                 # The unwrapped module: a DDP forward on rank 0 alone could start a collective.
-                val = evaluate_split(method, unwrap(model), val_rows, eval_transform, "val",
-                                     use_masked=job.use_masked, batch_size=job.eval_batch_size, device=device)
-                metrics |= {f"val.{k}": v for k, v in val.items()}
+                scores = evaluate_split(method, network, val_rows, method.eval_transform(config), "val",
+                                        use_masked=job.use_masked, batch_size=job.eval_batch_size, device=device)
+                metrics |= {f"val.{k}": v for k, v in scores.items()}
+                if best is None or metrics[SELECTION_METRIC] > progress.meta.get("best", {}).get("score", -1.0):
+                    best = {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()}
+                    progress.meta["best"] = {"score": metrics[SELECTION_METRIC], "epoch": global_epoch}
 
             progress.stage, progress.epoch = stage_index, epoch
             snapshot = None  # only rank 0 checkpoints
             if rank == 0:
                 progress.history.append(metrics)
-                snapshot = {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict() if scheduler is not None else {}}
+                snapshot = {"model": network.state_dict(), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                            **({"best": best} if best is not None else {})}
             session.report(metrics, snapshot, progress)
         state = None  # the restored optimiser state belonged to this stage only
-        epochs_before += stage.epochs
+        epochs_before += plan.epochs
+        tuned_before += plan.epochs if plan.tuned else 0
     return progress
 
 

@@ -23,7 +23,11 @@ class Session(Protocol):
     world_size: int
     device: torch.device
 
-    def prepare_model(self, model: nn.Module) -> nn.Module: ...
+    def to_device(self, network: nn.Module) -> nn.Module:
+        """The network on this session's device (once, before any stage)."""
+
+    def wrap(self, network: nn.Module) -> nn.Module:
+        """The network as a stage trains it (DDP across workers over the parameters that require grad)."""
 
     def prepare_loader(self, loader: DataLoader) -> DataLoader: ...
 
@@ -44,8 +48,11 @@ class _InProcess:
     def __init__(self, use_gpu: bool = False) -> None:
         self.device = default_device(use_gpu)
 
-    def prepare_model(self, model: nn.Module) -> nn.Module:
-        return model.to(self.device)
+    def to_device(self, network: nn.Module) -> nn.Module:
+        return network.to(self.device)
+
+    def wrap(self, network: nn.Module) -> nn.Module:
+        return network
 
     def prepare_loader(self, loader: DataLoader) -> DataLoader:
         return loader
@@ -94,11 +101,15 @@ class RayTrainSession:
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
 
-    def prepare_model(self, model: nn.Module) -> nn.Module:
+    def to_device(self, network: nn.Module) -> nn.Module:
+        return network.to(self.device)
+
+    def wrap(self, network: nn.Module) -> nn.Module:
         import ray.train.torch
 
-        # Warm-up freezes the backbone, leaving its parameters without gradients for some epochs.
-        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
+        # A new DDP per stage: DDP registers the parameters that require grad when it is built, so a
+        # stage that freezes part of the network needs no find_unused_parameters.
+        return ray.train.torch.prepare_model(network, move_to_device=False)
 
     def prepare_loader(self, loader: DataLoader) -> DataLoader:
         import ray.train.torch

@@ -23,7 +23,7 @@ a batch of 30). The batch is processed ``chunk_size`` images at a time (one ``bm
 ``checkpoint=True`` recomputes each chunk in the backward pass so only one chunk's matrices are alive.
 
 The grid follows ``F.grid_sample(align_corners=False)``: -1 and +1 are the outer *edges* of the image,
-so pixel ``k`` (of ``n``) has normalised centre ``(2k + 1) / n - 1``; see ``reid_core.models.tps``.
+so pixel ``k`` (of ``n``) has normalised centre ``(2k + 1) / n - 1``; see ``reid_core.methods.dve.tps``.
 """
 
 from __future__ import annotations

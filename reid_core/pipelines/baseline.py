@@ -6,20 +6,16 @@ import numpy as np
 import polars as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
-from reid_core.data.dataset import ManifestDataset
 from reid_core.data.transforms import eval_transform
-from reid_core.engine.evaluate import protocol_for
+from reid_core.engine.evaluate import embed_rows, protocol_for
 from reid_core.evaluation.protocols import evaluate_manifest
-from reid_core.models.baselines import BASELINES
+from reid_core.nn.untrained import BASELINES
 
 
-@torch.inference_mode()
 def _embed(model: torch.nn.Module, rows: pl.DataFrame, size: int) -> np.ndarray:
     model.eval()
-    loader = DataLoader(ManifestDataset(rows, eval_transform(size), column="image_uri"), batch_size=64)
-    return torch.cat([F.normalize(model(b["image"]).flatten(1), dim=1) for b in loader]).numpy()
+    return embed_rows(lambda images: F.normalize(model(images).flatten(1), dim=1), rows, eval_transform(size))
 
 
 def chance(rows: pl.DataFrame, protocol: str, seeds: int = 5) -> dict[str, float]:

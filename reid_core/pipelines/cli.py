@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 from reid_core.settings import Settings
@@ -60,8 +63,28 @@ def add_common_arguments(parser: argparse.ArgumentParser, settings: Settings) ->
     parser.add_argument("--original-images", action="store_true",
                         help="train on the original images even when the manifest has masked ones")
     parser.add_argument("--dataset", default=None, help="dataset name recorded in MLflow tags")
+    parser.add_argument("--preset", default="paper",
+                        help="the method's named config: 'paper' (the paper's recipe) or 'cpu' (random weights, "
+                             "small inputs, learns on 2 CPU cores)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                        help="fix a method config value, e.g. --set backbone=resnet18 --set img_size=128")
+                        help="override a dotted config key, e.g. --set optim.lr=0.003 --set backbone.name=resnet18")
+    parser.add_argument("--verbose", action="store_true", help="full tracebacks and Ray's own progress output")
+
+
+USAGE_ERRORS = (ValueError, FileNotFoundError, KeyError)
+
+
+def run_command(main: Callable[[list[str]], int], argv: list[str]) -> int:
+    """Run a workflow's ``main``: a usage error (bad manifest, species, method, config key, batch size)
+    prints one line naming the fix and exits 2; the traceback only with ``--verbose``."""
+    try:
+        return main(argv)
+    except USAGE_ERRORS as error:
+        if "--verbose" in argv:
+            traceback.print_exc()
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -8,6 +8,7 @@ the method registry gives the matching eval transform. Nothing here is DVE-speci
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +16,10 @@ import polars as pl
 
 from reid_core import tracking
 from reid_core.data import manifest
+from reid_core.data.dataset import select_images
 from reid_core.engine.evaluate import embed_rows, protocol_for
 from reid_core.evaluation.protocols import evaluate_manifest
-from reid_core.models.registry import get_method
+from reid_core.methods.registry import get_method
 from reid_core.settings import Settings
 
 TEST_SPLIT = "test"
@@ -50,20 +52,16 @@ def species_test_rows(manifest_uri: str, species: str, df: pl.DataFrame | None =
 
 
 def eval_transform_for(uri: str, settings: Settings | None = None):
-    """The method's eval transform at the logged image size, from the model's MLmodel metadata."""
+    """The method's eval transform, from the config in the model's MLmodel metadata."""
     import mlflow
 
     tracking.configure(settings)
     metadata: dict[str, Any] = mlflow.models.get_model_info(uri).metadata or {}
-    if "method" not in metadata:
-        raise ValueError(f"{uri} has no 'method' in its MLmodel metadata, so its preprocessing is unknown; "
-                         "log models with reid_core.pipelines.publish")
+    if "method" not in metadata or "config" not in metadata:
+        raise ValueError(f"{uri} has no 'method' and 'config' in its MLmodel metadata, so its preprocessing is "
+                         "unknown; log models with reid_core.pipelines.publish")
     method = get_method(metadata["method"])
-    # A full config when the logger recorded one; otherwise the defaults at the logged image size.
-    config = dict(metadata.get("config") or {})
-    if "img_size" in metadata:
-        config["img_size"] = metadata["img_size"]
-    return method.eval_transform(method.default_config(**config))
+    return method.eval_transform(method.load_config(metadata["config"]))
 
 
 def evaluate_model(
@@ -84,7 +82,10 @@ def evaluate_model(
     transform = eval_transform_for(uri, settings)
     protocol = protocol or protocol_for(rows)
     # A pt2 program has eval behaviour baked in (and cannot be switched); just call it.
-    features = embed_rows(model, rows, transform, use_masked=use_masked, batch_size=batch_size)
-    metrics = evaluate_manifest(features, rows, protocol, split=None)
+    images = select_images(rows, use_masked)
+    if images.left_out:
+        warnings.warn(f"{images.left_out} test rows have no masked image: left out of the evaluation", stacklevel=2)
+    features = embed_rows(model, images.rows, transform, column=images.column, batch_size=batch_size)
+    metrics = evaluate_manifest(features, images.rows, protocol, split=None)
     species = rows["species"][0] if rows.height else ""
     return ModelEvaluation(uri, species, protocol, rows.height, {k: float(v) for k, v in metrics.items()})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -11,7 +11,7 @@ from torch import nn
 
 from reid_core import tracking
 from reid_core.engine.evaluate import evaluate_split, protocol_for
-from reid_core.models.registry import Method
+from reid_core.methods.contract import Method
 from reid_core.pipelines.restore import Restored
 
 
@@ -55,14 +55,15 @@ def publish(
 ) -> Published:
     metrics = test_metrics(restored, rows, use_masked)
     tracking.log_metrics(run_id, metrics)
-    size = restored.config.img_size
-    example = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
+    spec = restored.method.input_spec(restored.config)
+    example = np.random.default_rng(0).standard_normal((2, 3, spec.height, spec.width)).astype(np.float32)
     name = tracking.registered_model_name(restored.method.name, species)
     model_uri = tracking.log_reid_model(
         run_id, EmbeddingModel(restored.method, restored.model).eval(), example,
-        metadata={"method": restored.method.name, "species": species, "img_size": size,
+        metadata={"method": restored.method.name, "species": species,
+                  "input": {"height": spec.height, "width": spec.width},
                   "protocol": protocol_for(rows.filter(pl.col("split") == "test")),
-                  "config": asdict(restored.config)},
+                  "config": restored.config.model_dump(mode="json")},
     )
     version = tracking.register(model_uri, name, tags={**tags, **metrics, "run_id": run_id}, alias=alias)
     return Published(metrics, model_uri, name, str(getattr(version, "version", version)))

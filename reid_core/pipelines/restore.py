@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from reid_core.engine import checkpoint as ckpt
-from reid_core.models.registry import Method, get_method
+from reid_core.methods.contract import Method
+from reid_core.methods.registry import get_method
 
 
 @dataclass
@@ -35,7 +36,9 @@ def restore(checkpoint_dir: str | Path, device: str | torch.device = "cpu") -> R
     meta = progress.meta
     method = get_method(meta["method"])
     # The checkpoint holds every weight: never fetch pretrained ones again just to rebuild the network.
-    config = method.default_config(**{**meta["config"], **({"pretrained": None} if "pretrained" in meta["config"] else {})})
+    config = method.offline(method.load_config(meta["config"]))
     model = method.build(config, num_classes=meta["num_classes"])
-    model.load_state_dict(ckpt.load_state(checkpoint_dir, map_location=device)["model"])
+    state = ckpt.load_state(checkpoint_dir, map_location=device)
+    # The best epoch on validation mAP when validation ran, else the last.
+    model.load_state_dict(state.get("best") or state["model"])
     return Restored(method, config, model.to(device).eval(), progress)

@@ -17,7 +17,6 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser.add_argument("--method", default="dve")
     parser.add_argument("--species", required=True)
     parser.add_argument("--workers", type=int, default=0, help="0 = in-process; N = DDP with N Ray Train workers")
-    parser.add_argument("--backbone", default=None, help="timm backbone name (e.g. legacy_seresnet50, resnet18)")
     parser.add_argument("--run-name", default=None,
                         help="stable name: rerunning with the same name resumes from the last checkpoint")
     parser.add_argument("--max-failures", type=int, default=2, help="worker losses tolerated (DDP)")
@@ -29,21 +28,24 @@ def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     args = build_parser(settings).parse_args(argv)
     from reid_core import tracking
-    from reid_core.engine.loop import TrainJob, load_species_rows
+    from reid_core.engine.loop import TrainJob, check_job, load_species_rows
+    from reid_core.methods.registry import get_method
     from reid_core.pipelines.publish import publish
     from reid_core.pipelines.restore import restore
     from reid_core.pipelines.train import run_training
 
     settings.ensure_dirs()
     overrides = parse_assignments(args.overrides, "--set")
-    if args.backbone:
-        overrides["backbone"] = args.backbone
     if args.epochs:
-        overrides["epochs"] = args.epochs
+        overrides[get_method(args.method).epochs_key] = args.epochs
     run_name = args.run_name or f"{args.method}-{args.species}"
-    job = TrainJob(manifest=args.manifest, species=args.species, method=args.method, overrides=overrides,
-                   seed=args.seed, use_masked=not args.original_images, use_gpu=args.use_gpu)
-    rows = load_species_rows(args.manifest, args.species)  # fail fast on a bad manifest or species
+    job = TrainJob(manifest=args.manifest, species=args.species, method=args.method, preset=args.preset,
+                   overrides=overrides, seed=args.seed, use_masked=not args.original_images, use_gpu=args.use_gpu)
+    # Fail fast, before Ray starts: manifest, species, method, config keys, batches against the data.
+    rows = load_species_rows(args.manifest, args.species)
+    images = check_job(job, rows, max(1, args.workers))
+    if images.left_out:
+        print(f"left out {images.left_out} training rows whose segmentation failed (no masked image)")
 
     outcome = run_training(job, workers=args.workers, run_name=run_name, settings=settings,
                            max_failures=args.max_failures)
@@ -55,9 +57,11 @@ def main(argv: list[str]) -> int:
                                   manifest=rio.absolute(args.manifest))
     client = tracking.configure(settings)
     run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    meta = restored.progress.meta
     tracking.log_params(run_id, {"workers": args.workers, "seed": args.seed, "use_masked": job.use_masked,
-                                 **restored.progress.meta["config"]},
+                                 "preset": job.preset, **meta["config"]},
                         settings=settings)
+    tracking.log_metrics(run_id, {"data.left_out_unmasked": meta.get("left_out_unmasked", 0)}, settings=settings)
     tracking.log_metrics_history(run_id, restored.progress.history, settings=settings)
     published = publish(restored, rows, run_id, species=args.species, tags=tags, use_masked=job.use_masked)
     tracking.end_run(run_id, "FINISHED", settings=settings)

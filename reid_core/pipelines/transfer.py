@@ -19,7 +19,7 @@ import polars as pl
 
 from reid_core import tracking
 from reid_core.data import manifest
-from reid_core.models.registry import METHODS
+from reid_core.methods.registry import method_names
 from reid_core.pipelines import transfer_report
 from reid_core.pipelines.model_eval import evaluate_model, species_test_rows
 from reid_core.pipelines.ray_runtime import init_ray, worker_env
@@ -141,8 +141,8 @@ def cell_metrics(table: pl.DataFrame) -> dict[str, float]:
 
 def run_transfer_matrix(request: TransferRequest, settings: Settings | None = None) -> TransferResult:
     settings = settings or Settings.from_env()
-    if request.method not in METHODS.names():
-        raise ValueError(f"unknown method {request.method!r}; registered methods: {', '.join(METHODS.names())}")
+    if request.method not in method_names():
+        raise ValueError(f"unknown method {request.method!r}; registered methods: {', '.join(method_names())}")
     df = manifest.read(request.manifest)
     manifest_species = sorted(df.filter(pl.col("split") == "test")["species"].unique().to_list())
     refs, skipped = resolve_models(request, manifest_species, settings)

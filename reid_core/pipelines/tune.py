@@ -21,16 +21,18 @@ import polars as pl
 from reid_core import tracking
 from reid_core.data import io as rio
 from reid_core.engine import checkpoint as ckpt
-from reid_core.engine.loop import TrainJob, load_species_rows, train, train_worker
+from reid_core.engine.loop import TrainJob, check_job, load_species_rows, train, train_worker
 from reid_core.engine.session import TuneTrialSession
-from reid_core.models.registry import get_method
+from reid_core.methods.registry import get_method
 from reid_core.pipelines.publish import publish
 from reid_core.pipelines.ray_runtime import init_ray
 from reid_core.pipelines.restore import latest_checkpoint, restore
+from reid_core.pipelines.search_space import SearchSpace
 from reid_core.pipelines.train import scaling_config
 from reid_core.settings import Settings
 
 METRIC = "val.mAP"
+TIME_ATTR = "tuned_epoch"  # epochs of the stages the method lets the tuner count
 
 
 @dataclass
@@ -38,14 +40,15 @@ class TuneRequest:
     method: str
     species: list[str]
     manifest: str
+    preset: str = "paper"
     num_samples: int = 8
     max_concurrent: int = 2
     workers_per_trial: int = 0
     epochs: int | None = None  # None: the method's default (the paper's)
     use_gpu: bool = False
     seed: int = 0
-    bounds: dict[str, Any] = field(default_factory=dict)  # search-space overrides
-    overrides: dict[str, Any] = field(default_factory=dict)  # fixed config values for every trial
+    bounds: dict[str, Any] = field(default_factory=dict)  # search-space overrides by dotted key
+    overrides: dict[str, Any] = field(default_factory=dict)  # fixed dotted config values for every trial
     use_masked: bool = True
     dataset: str = "custom"
     cpus_per_trial: float = 1.0
@@ -76,17 +79,6 @@ class SpeciesResult:
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-@dataclass
-class SearchSpace:
-    """Optuna define-by-run space; a picklable object because Tune checkpoints its searcher."""
-
-    method: str
-    bounds: dict[str, Any]
-
-    def __call__(self, trial) -> None:
-        get_method(self.method).search_space(trial, self.bounds)
 
 
 def run_trial(config: dict, *, base: dict, workers: int, storage_path: str, cpus_per_trial: float) -> None:
@@ -153,33 +145,49 @@ def _best_checkpoint_dir(best, storage_path: str) -> Path:
     return latest_checkpoint(Path(storage_path) / f"trial-{best.metrics['trial_id']}")
 
 
+def tuning_job(request: TuneRequest, species: str) -> TrainJob:
+    """The training every trial of ``species`` runs, before the sampled values are applied."""
+    fixed = dict(request.overrides)
+    if request.epochs:
+        fixed[get_method(request.method).epochs_key] = request.epochs
+    return TrainJob(manifest=request.manifest, species=species, method=request.method, preset=request.preset,
+                    overrides=fixed, seed=request.seed, use_masked=request.use_masked, use_gpu=request.use_gpu,
+                    cache_images=request.cache_images)
+
+
+def checked_rows(request: TuneRequest, species: str) -> pl.DataFrame:
+    """The species' rows, after the checks that would otherwise fail inside every trial."""
+    rows = load_species_rows(request.manifest, species)
+    if rows.filter(pl.col("split") == "val").is_empty():
+        raise ValueError(f"species {species!r} has no 'val' rows in {request.manifest}: tuning selects on "
+                         "validation mAP. Convert with a validation split (e.g. --val-per-entity 1 for ATRW).")
+    check_job(tuning_job(request, species), rows, max(1, request.workers_per_trial))
+    return rows
+
+
 def tune_species(request: TuneRequest, species: str, settings: Settings) -> SpeciesResult:
     from optuna.samplers import TPESampler
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    method = get_method(request.method)
-    rows = load_species_rows(request.manifest, species)
-    if rows.filter(pl.col("split") == "val").is_empty():
-        raise ValueError(f"species {species!r} has no 'val' rows in {request.manifest}: tuning selects on "
-                         "validation mAP. Convert with a validation split (e.g. --val-per-entity 1 for ATRW).")
+    rows = checked_rows(request, species)
+    base_job = tuning_job(request, species)
+    method, config = base_job.method_and_config()
+    epochs = sum(plan.epochs for plan in method.plan(config) if plan.tuned)
     experiment = tracking.experiment_name(request.method)
     tracking.get_or_create_experiment(experiment, settings)
     tags = tracking.standard_tags(species=species, method=request.method, dataset=request.dataset,
                                   data_version=tracking.data_version(rows), manifest=rio.absolute(request.manifest))
-    epochs = request.epochs or method.default_config(**request.overrides).epochs
-    fixed = {**request.overrides, "epochs": epochs}
+    fixed = base_job.overrides
     parent = tracking.start_sweep_run(
         experiment, species, request.method, tags=tags,
         params={"num_samples": request.num_samples, "workers_per_trial": request.workers_per_trial,
                 "seed": request.seed, "bounds": request.bounds, "use_masked": request.use_masked,
-                **{f"fixed.{k}": v for k, v in fixed.items()}},
+                "preset": request.preset, **{f"fixed.{k}": v for k, v in fixed.items()}},
         settings=settings)
 
-    base = TrainJob(manifest=request.manifest, species=species, method=request.method, overrides=fixed,
-                    seed=request.seed, use_masked=request.use_masked, use_gpu=request.use_gpu,
-                    cache_images=request.cache_images).to_dict()
+    base = base_job.to_dict()
     storage_path = str(settings.ray_storage / "tune" / f"{request.method}-{species}-{parent[:8]}")
     trainable = functools.partial(run_trial, base=base, workers=request.workers_per_trial,
                                   storage_path=storage_path, cpus_per_trial=request.cpus_per_trial)
@@ -190,7 +198,7 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
         space=SearchSpace(request.method, request.bounds),
         metric=METRIC, mode="max", sampler=TPESampler(seed=request.seed),
     )
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=max(1, epochs // 3))
+    scheduler = ASHAScheduler(time_attr=TIME_ATTR, max_t=epochs, grace_period=max(1, epochs // 3))
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources),
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=METRIC, mode="max",
@@ -224,6 +232,8 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
 
 def run_tuning(request: TuneRequest, settings: Settings) -> pl.DataFrame:
     """Tune every requested species in turn; returns the summary table (one row per species)."""
+    for species in request.species:
+        checked_rows(request, species)  # every species' mistakes before Ray starts
     init_ray(settings)
     results = [tune_species(request, species, settings) for species in request.species]
     return pl.DataFrame([r.row() for r in results])

@@ -11,6 +11,7 @@ from reid_core.pipelines.cli import (
     format_table,
     parse_assignments,
     parse_bounds,
+    run_command,
 )
 from reid_core.settings import Settings
 
@@ -27,7 +28,8 @@ def build_parser(method: str, settings: Settings) -> argparse.ArgumentParser:
                         help="0 = train in the trial process; N = DDP with N Ray Train workers")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (or per DDP worker)")
     parser.add_argument("--bound", action="append", metavar="KEY=LOW:HIGH|A,B",
-                        help="override a search range, e.g. --bound lambda_dve=0:1 --bound circle_gamma=32,64")
+                        help="override a search range by its dotted key, e.g. --bound losses.lambda_dve=0:1 "
+                             "--bound losses.circle_gamma=32,64")
     add_common_arguments(parser, settings)
     return parser
 
@@ -41,6 +43,7 @@ def main(method: str, argv: list[str]) -> int:
         method=method,
         species=[s.strip() for s in args.species.split(",") if s.strip()],
         manifest=args.manifest,
+        preset=args.preset,
         num_samples=args.num_samples,
         max_concurrent=args.max_concurrent,
         workers_per_trial=args.workers_per_trial,
@@ -60,5 +63,20 @@ def main(method: str, argv: list[str]) -> int:
     return 0
 
 
+def main_with_method(argv: list[str]) -> int:
+    """``workflows/tune.py``: ``--method NAME`` picks the method, the rest is the tune command line."""
+    picker = argparse.ArgumentParser(add_help=False)
+    picker.add_argument("--method", default=None)
+    known, rest = picker.parse_known_args(argv)
+    if known.method is None:
+        from reid_core.methods.registry import method_names
+
+        raise SystemExit(f"tune.py needs --method (one of: {', '.join(method_names())})")
+    from reid_core.methods.registry import get_method
+
+    get_method(known.method)  # an unknown method is a usage error before anything starts
+    return main(known.method, rest)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2:]))
+    sys.exit(run_command(lambda argv: main(sys.argv[1], argv), sys.argv[2:]))

@@ -1,0 +1,1 @@
+"""Model families behind one contract (``contract.Method``), registered by name (``registry``)."""

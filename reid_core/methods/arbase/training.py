@@ -1,0 +1,88 @@
+"""ARBase's training: one stage, P x K batches, Adam, a per-epoch cosine schedule, BoT's two losses.
+
+Loss of a batch (BoT / fast-reid MGN): ``id_weight * mean_h CE_ls(logits_h) + triplet_weight * mean_b
+triplet(f_b)`` where h runs over every head (global + stripes) and b over the branches: the global pre-BN
+feature, and per part branch the concatenation of its stripes' pre-BN features (fast-reid MGN's
+``b22_pool_feat`` / ``b33_pool_feat``). fast-reid's MGN weighs each of its 8 CE terms 0.125 and each of
+its 5 triplet terms 0.2, i.e. the same two means.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from reid_core.losses.classification import identity_loss
+from reid_core.losses.triplet import batch_hard_triplet_loss
+from reid_core.methods.arbase.config import ARBaseConfig
+from reid_core.methods.contract import BatchSpec, Stage, StagePlan, set_trainable, unwrap
+from reid_core.nn.heads import BNNeck
+
+BATCH_KEYS = ("batch.ids_per_batch", "batch.images_per_id")
+
+
+def lr_factor(config: ARBaseConfig, epoch: int) -> float:
+    """lr / base lr at ``epoch``: linear warm-up, constant delay, then cosine down to ``eta_min``."""
+    s = config.schedule
+    if epoch < s.warmup_epochs:
+        return s.warmup_factor + (1.0 - s.warmup_factor) * epoch / s.warmup_epochs
+    start = s.warmup_epochs + s.delay_epochs
+    if epoch < start:
+        return 1.0
+    span = max(1, s.epochs - start)
+    floor = min(1.0, s.eta_min / config.optim.lr)
+    return floor + (1.0 - floor) * (1.0 + math.cos(math.pi * min(epoch - start, span) / span)) / 2.0
+
+
+def compute_loss(config: ARBaseConfig, model: nn.Module, batch: Mapping[str, torch.Tensor]
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    losses = config.losses
+    images = batch["image"]
+    labels = batch["label"].to(images.device).long()
+    out = model(images)  # through the (DDP) wrapper
+    loss_id = torch.stack([identity_loss(lg, labels, losses.label_smoothing) for lg in out["logits"]]).mean()
+    features = out["features"]
+    triplets = [
+        batch_hard_triplet_loss(features[:, branch].flatten(1), labels, losses.triplet_margin,
+                                losses.triplet_distance)
+        for branch in unwrap(model).branches()
+    ]
+    loss_triplet = torch.stack(triplets).mean()
+    total = losses.id_weight * loss_id + losses.triplet_weight * loss_triplet
+    return total, {"loss_id": loss_id, "loss_triplet": loss_triplet}
+
+
+def stage_plans(config: ARBaseConfig) -> list[StagePlan]:
+    batches = BatchSpec("pk", config.batch.ids_per_batch, config.batch.images_per_id)
+    return [StagePlan("main", config.schedule.epochs, batches, batch_keys=BATCH_KEYS)]
+
+
+def trainable(model: nn.Module) -> None:
+    """Everything trains except the BNNecks' BN biases, which BoT freezes at 0 (``BNNeck``)."""
+    net = unwrap(model)
+    set_trainable(net.parameters(), True)
+    for module in net.modules():
+        if isinstance(module, BNNeck):
+            module.bn.bias.requires_grad_(False)
+
+
+def make_stage(config: ARBaseConfig, plan: StagePlan) -> Stage:
+    optim = config.optim
+
+    def optimizer(model: nn.Module) -> torch.optim.Optimizer:
+        params = [p for p in unwrap(model).parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+
+    def scheduler(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        # stepped once per epoch by the engine: the lr of epoch e is lr * lr_factor(e)
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(config, epoch))
+
+    def step(model: nn.Module, batch: Mapping[str, torch.Tensor], epoch: int
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        total, parts = compute_loss(config, model, batch)
+        return total, {name: float(value.detach()) for name, value in parts.items()}
+
+    return Stage(plan=plan, optimizer=optimizer, step=step, scheduler=scheduler, trainable=trainable)

@@ -1,0 +1,80 @@
+"""ArcFace behind the ``Method`` contract: presets, search space, transforms, the stage, embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torchvision.transforms import v2
+
+from reid_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from reid_core.methods.arcface.config import ArcFaceConfig
+from reid_core.methods.arcface.network import ArcFaceNet, build_network
+from reid_core.methods.arcface.training import make_stage, stage_plans
+from reid_core.methods.contract import InputSpec, Method, SearchParam, Stage, StagePlan, unwrap
+
+# A CPU-sized ArcFace for the synthetic species on 2 cores: random weights, 64 px, the narrow ResNet-18
+# of the DVE/ARBase cpu presets, a 128-d embedding with BN, random batches of 24 and a higher AdamW lr
+# (1e-4 is for fine-tuning ImageNet weights). No flip: synthetic entities are individual x side and a
+# mirrored left flank is no right flank (the DVE/ARBase finding). Scale 32 instead of 64: from random
+# weights at s = 64 the margin-penalised softmax saturated and the loss stalled for the first epochs.
+CPU_PRESET = {
+    "input": {"size": 64, "flip_p": 0.0},
+    "backbone": {"name": "resnet18", "kwargs": {"channels": [32, 64, 128, 256]}, "pretrained": None,
+                 "embed_dim": 128, "bn": True},
+    "batch": {"batch_size": 24},
+    "optim": {"lr": 1e-3, "head_lr_mult": 10.0},
+    "schedule": {"epochs": 30, "warmup_epochs": 1},
+    "losses": {"scale": 32.0},
+}
+
+
+def train_transform(config: ArcFaceConfig) -> v2.Compose:
+    """PIL -> tensor: Resize (bicubic, as the eval transform) -> horizontal flip -> normalise (ImageNet)."""
+    augment = config.input
+    steps: list = [v2.ToImage(), v2.Resize((augment.size, augment.size),
+                                           interpolation=v2.InterpolationMode.BICUBIC, antialias=True)]
+    if augment.flip_p > 0:
+        steps.append(v2.RandomHorizontalFlip(augment.flip_p))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    return v2.Compose(steps)
+
+
+class ArcFaceMethod(Method):
+    name = "arcface"
+    config_type = ArcFaceConfig
+    presets = {"paper": {}, "cpu": CPU_PRESET}
+    search_space = (
+        SearchParam("optim.lr", "log", 1e-5, 3e-3),
+        SearchParam("optim.head_lr_mult", "choice", choices=(1.0, 10.0, 30.0)),
+        SearchParam("optim.weight_decay", "log", 1e-4, 1e-1),
+        SearchParam("losses.margin", "float", 0.2, 0.7),
+        SearchParam("losses.scale", "choice", choices=(16.0, 32.0, 64.0)),
+    )
+    epochs_key = "schedule.epochs"
+
+    def offline(self, config: ArcFaceConfig) -> ArcFaceConfig:
+        return config.model_copy(update={"backbone": config.backbone.model_copy(update={"pretrained": None})})
+
+    def input_spec(self, config: ArcFaceConfig) -> InputSpec:
+        return InputSpec(config.input.size, config.input.size, IMAGENET_MEAN, IMAGENET_STD)
+
+    def train_transform(self, config: ArcFaceConfig) -> Callable:
+        return train_transform(config)
+
+    def plan(self, config: ArcFaceConfig) -> list[StagePlan]:
+        return stage_plans(config)
+
+    def build(self, config: ArcFaceConfig, num_classes: int) -> ArcFaceNet:
+        return build_network(config, num_classes)
+
+    def stages(self, config: ArcFaceConfig, network: nn.Module, steps_per_epoch: list[int]) -> list[Stage]:
+        plans = self.plan(config)
+        if len(steps_per_epoch) != len(plans) or any(steps < 1 for steps in steps_per_epoch):
+            raise ValueError(f"steps_per_epoch must be one count >= 1 per stage, got {steps_per_epoch}")
+        return [make_stage(config, plan) for plan in plans]
+
+    def embed(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised embeddings (B, embed_dim)."""
+        return unwrap(network).embed(images)

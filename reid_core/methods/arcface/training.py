@@ -1,0 +1,60 @@
+"""ArcFace's training: one stage of random batches, AdamW (head at ``head_lr_mult`` x lr), a per-epoch
+linear warm-up + cosine schedule, and the ArcFace loss computed inside the network's forward."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from reid_core.methods.arcface.config import ArcFaceConfig
+from reid_core.methods.contract import BatchSpec, Stage, StagePlan, set_trainable, unwrap
+
+BATCH_KEYS = ("batch.batch_size",)
+
+
+def lr_factor(config: ArcFaceConfig, epoch: int) -> float:
+    """lr / base lr at ``epoch``: linear warm-up from ``warmup_factor``, then cosine to ``eta_min_ratio``."""
+    s = config.schedule
+    if epoch < s.warmup_epochs:
+        return s.warmup_factor + (1.0 - s.warmup_factor) * epoch / s.warmup_epochs
+    span = max(1, s.epochs - s.warmup_epochs)
+    progress = min(epoch - s.warmup_epochs, span) / span
+    return s.eta_min_ratio + (1.0 - s.eta_min_ratio) * (1.0 + math.cos(math.pi * progress)) / 2.0
+
+
+def stage_plans(config: ArcFaceConfig) -> list[StagePlan]:
+    batches = BatchSpec("random", batch_size=config.batch.batch_size)
+    return [StagePlan("main", config.schedule.epochs, batches, batch_keys=BATCH_KEYS)]
+
+
+def trainable(model: nn.Module) -> None:
+    set_trainable(unwrap(model).parameters(), True)
+
+
+def make_stage(config: ArcFaceConfig, plan: StagePlan) -> Stage:
+    optim = config.optim
+
+    def optimizer(model: nn.Module) -> torch.optim.Optimizer:
+        net = unwrap(model)
+        head = list(net.head_parameters())
+        head_ids = {id(p) for p in head}
+        backbone = [p for p in net.parameters() if id(p) not in head_ids]
+        groups = [{"params": backbone, "lr": optim.lr, "name": "backbone"},
+                  {"params": head, "lr": optim.lr * optim.head_lr_mult, "name": "head"}]
+        return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+
+    def scheduler(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        # stepped once per epoch by the engine: the lr of epoch e is each group's lr * lr_factor(e)
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(config, epoch))
+
+    def step(model: nn.Module, batch: Mapping[str, torch.Tensor], epoch: int
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        images = batch["image"]
+        out = model(images, labels=batch["label"].to(images.device))  # through the (DDP) wrapper
+        loss = out["loss_arcface"]
+        return loss, {"loss_arcface": float(loss.detach())}
+
+    return Stage(plan=plan, optimizer=optimizer, step=step, scheduler=scheduler, trainable=trainable)

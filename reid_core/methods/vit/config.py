@@ -1,0 +1,86 @@
+"""The ViT-B/16 baseline's config: PAW-ViT's training setup without its part tokens (the paper's
+"pre-trained ViT-B trained under the same settings as PAW-ViT"). Sections: input, backbone, batch,
+optim, schedule, losses. Every default is the ``paper`` preset; the ``cpu`` preset is in ``method.py``.
+
+Sources (``shared/reference/algorithms.md`` section 2, the authors' code eugeniodias5/PAW-ViT, ATRW
+config, and the paper's section 4.2):
+- 256 x 256 input, 16 x 16 patches; the in21k -> in1k ViT-B/16 (``jx_vit_base_p16_224``, timm
+  ``vit_base_patch16_224.orig_in21k_ft_in1k``; the position embeddings resampled 14 -> 16 bicubic);
+  drop_path 0.1; random rotation +-15 deg (bilinear), mean = std = 0.5, no flip, no random erasing;
+- BNNeck (BN1d with a frozen zero bias; the identity ``fc`` has a bias); label-smoothed CE (0.2) on the
+  BN output and batch-hard triplet on the pre-BN feature with the cosine distance (1 - cos) / 2 and
+  margin 0.4 (``MarginRankingLoss``, mean); weights 1.0 CE + 0.5 triplet;
+- P x K = 8 x 16 (``RandomIdentitySampler``, batch 128, 16 instances);
+- AdamW lr 8.5e-5, weight decay 5e-4 on everything; 50 epochs of timm's per-epoch cosine schedule:
+  warm-up from 1.7e-7 over 2.5 epochs, ``t_initial = int(50 - 2.5) = 47``, ``lr_min = 0.8 lr`` (so the lr
+  only falls by 20%), no warm-up prefix (the cosine is already counted during the warm-up).
+- The feature: the baseline has a [CLS] token (PAW-ViT replaces it by part tokens): the CLS token after
+  the final LayerNorm; at test time the L2-normalised pre-BN feature (PAW-ViT's ``infer``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from reid_core.methods.config import MethodConfig, Section
+
+
+class Input(Section):
+    size: int = Field(256, ge=16)  # square H = W; also the ViT's img_size (position-embedding grid)
+    rotation: float = Field(15.0, ge=0, le=180)  # RandomRotation(+-rotation deg), bilinear; 0 = off
+
+
+class Backbone(Section):
+    name: str = "vit_base_patch16_224"  # a timm VisionTransformer with a class token
+    # None: random init; True: the timm hub's default weights of ``name``; a hub name (the paper's
+    # in21k -> in1k weights below); or a local path / s3:// URI of a timm ViT state_dict (e.g. the
+    # original ``jx_vit_base_p16_224-80ecf9dd.pth``), whose position embeddings are resampled to the
+    # input grid like the hub's.
+    pretrained: str | bool | None = "vit_base_patch16_224.orig_in21k_ft_in1k"
+    # extra timm.create_model kwargs (patch_size, depth, embed_dim, ...); they win over img_size and
+    # drop_path_rate below
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    drop_path_rate: float = Field(0.1, ge=0, lt=1)  # stochastic depth, linearly spaced over the blocks
+    classifier_bias: bool = True  # PAW-ViT's identity fc has a bias (BoT's has none)
+
+
+class Batch(Section):
+    ids_per_batch: int = Field(8, ge=1)  # P
+    images_per_id: int = Field(16, ge=1)  # K
+
+
+class Optim(Section):
+    lr: float = Field(8.5e-5, gt=0)  # AdamW, every parameter in one group
+    weight_decay: float = Field(5e-4, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class Schedule(Section):
+    epochs: int = Field(50, ge=1)
+    warmup_epochs: float = Field(2.5, ge=0)  # linear from warmup_lr_init to lr (timm warmup_t)
+    warmup_lr_init: float = Field(1.7e-7, ge=0)
+    min_lr_ratio: float = Field(0.8, ge=0, le=1)  # cosine floor lr_min = ratio x lr
+    cosine_epochs: int | None = Field(None, ge=1)  # timm t_initial; None: int(epochs - warmup_epochs)
+
+    @property
+    def t_initial(self) -> int:
+        return self.cosine_epochs if self.cosine_epochs is not None else max(1, int(self.epochs - self.warmup_epochs))
+
+
+class Losses(Section):
+    label_smoothing: float = Field(0.2, ge=0, lt=1)
+    triplet_margin: float = Field(0.4, ge=0)
+    triplet_distance: Literal["cosine", "euclidean"] = "cosine"  # cosine: (1 - cos) / 2
+    id_weight: float = Field(1.0, ge=0)
+    triplet_weight: float = Field(0.5, ge=0)
+
+
+class ViTConfig(MethodConfig):
+    input: Input = Field(default_factory=Input)
+    backbone: Backbone = Field(default_factory=Backbone)
+    batch: Batch = Field(default_factory=Batch)
+    optim: Optim = Field(default_factory=Optim)
+    schedule: Schedule = Field(default_factory=Schedule)
+    losses: Losses = Field(default_factory=Losses)

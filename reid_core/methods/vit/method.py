@@ -1,0 +1,78 @@
+"""The ViT baseline behind the ``Method`` contract: presets, search space, transforms, stage, embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torchvision.transforms import v2
+
+from reid_core.methods.contract import InputSpec, Method, SearchParam, Stage, StagePlan, unwrap
+from reid_core.methods.vit.config import ViTConfig
+from reid_core.methods.vit.network import ViTReID, build_network
+from reid_core.methods.vit.training import make_stage, stage_plans
+
+MEAN = STD = (0.5, 0.5, 0.5)  # PAW-ViT's normalisation (the in21k ViT's)
+
+# A CPU-sized ViT for the synthetic species on 2 cores: random weights, 64 px, timm's ViT-Tiny (192-d,
+# 3 heads) with 8 px patches (an 8 x 8 grid, as 256 px / 16 gives 16 x 16) and 6 blocks, no drop-path,
+# P x K = 8 x 3, a higher lr with a one-epoch warm-up (8.5e-5 is for fine-tuning ImageNet weights).
+CPU_PRESET = {
+    "input": {"size": 64},
+    "backbone": {"name": "vit_tiny_patch16_224", "pretrained": None, "drop_path_rate": 0.0,
+                 "kwargs": {"patch_size": 8, "depth": 6}},
+    "batch": {"ids_per_batch": 8, "images_per_id": 3},
+    "optim": {"lr": 5e-4},
+    "schedule": {"epochs": 30, "warmup_epochs": 1, "warmup_lr_init": 1e-5, "min_lr_ratio": 0.1},
+}
+
+
+def train_transform(config: ViTConfig) -> v2.Compose:
+    """PIL -> tensor: Resize (bicubic, as the eval transform) -> RandomRotation(+-15, bilinear) -> normalise."""
+    augment = config.input
+    steps: list = [v2.ToImage(), v2.Resize((augment.size, augment.size),
+                                           interpolation=v2.InterpolationMode.BICUBIC, antialias=True)]
+    if augment.rotation > 0:
+        steps.append(v2.RandomRotation(augment.rotation, interpolation=v2.InterpolationMode.BILINEAR))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
+    return v2.Compose(steps)
+
+
+class ViTMethod(Method):
+    name = "vit"
+    config_type = ViTConfig
+    presets = {"paper": {}, "cpu": CPU_PRESET}
+    search_space = (
+        SearchParam("optim.lr", "log", 1e-5, 1e-3),
+        SearchParam("optim.weight_decay", "log", 1e-5, 1e-2),
+        SearchParam("losses.triplet_margin", "float", 0.1, 0.6),
+        SearchParam("losses.triplet_weight", "choice", choices=(0.25, 0.5, 1.0)),
+        SearchParam("losses.label_smoothing", "float", 0.0, 0.3),
+    )
+    epochs_key = "schedule.epochs"
+
+    def offline(self, config: ViTConfig) -> ViTConfig:
+        return config.model_copy(update={"backbone": config.backbone.model_copy(update={"pretrained": None})})
+
+    def input_spec(self, config: ViTConfig) -> InputSpec:
+        return InputSpec(config.input.size, config.input.size, MEAN, STD)
+
+    def train_transform(self, config: ViTConfig) -> Callable:
+        return train_transform(config)
+
+    def plan(self, config: ViTConfig) -> list[StagePlan]:
+        return stage_plans(config)
+
+    def build(self, config: ViTConfig, num_classes: int) -> ViTReID:
+        return build_network(config, num_classes)
+
+    def stages(self, config: ViTConfig, network: nn.Module, steps_per_epoch: list[int]) -> list[Stage]:
+        plans = self.plan(config)
+        if len(steps_per_epoch) != len(plans) or any(steps < 1 for steps in steps_per_epoch):
+            raise ValueError(f"steps_per_epoch must be one count >= 1 per stage, got {steps_per_epoch}")
+        return [make_stage(config, plan) for plan in plans]
+
+    def embed(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised pre-BN [CLS] features (B, D)."""
+        return unwrap(network).embed(images)

@@ -1,0 +1,30 @@
+"""Heads shared by several methods."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BNNeck(nn.Module):
+    """BoT's BNNeck: BatchNorm1d with a frozen zero bias between the metric feature and the classifier.
+
+    The triplet loss sees the feature before the BN, the identity classifier the BN output (Luo et al.,
+    "Bag of Tricks"; PAW-ViT and ARBase use it the same way). ``classifier`` has no bias, as in BoT.
+    """
+
+    def __init__(self, dim: int, num_classes: int, classifier_bias: bool = False) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim)
+        self.bn.bias.requires_grad_(False)
+        self.classifier = nn.Linear(dim, num_classes, bias=classifier_bias)
+        nn.init.ones_(self.bn.weight)
+        nn.init.zeros_(self.bn.bias)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+        if classifier_bias:
+            nn.init.zeros_(self.classifier.bias)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(BN output, identity logits)."""
+        normed = self.bn(features)
+        return normed, self.classifier(normed)

@@ -1,0 +1,99 @@
+"""One weights resolver for every timm backbone: a hub name, a local path or an s3:// URI.
+
+``pretrained`` is None/False (random init), True (the hub's default weights of the architecture), a hub
+name (``legacy_seresnet50.in1k``, ``hf-hub:...``) or a checkpoint file (``.pth/.pt/.bin/.ckpt/.safetensors``,
+local or s3://) holding a state_dict. Files are read with ``torch.load(weights_only=True)``: no pickled
+code runs.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+
+
+def read_state_dict(uri: str) -> Mapping[str, torch.Tensor]:
+    """A state_dict from a local path or s3:// URI (``torch.load(weights_only=True)`` or safetensors)."""
+    from reid_core.data import io as rio  # lazy: pyarrow is only needed to read checkpoints
+
+    if not rio.exists(uri):
+        raise FileNotFoundError(
+            f"pretrained checkpoint {uri!r} does not exist; pass an existing local path or s3:// URI of a "
+            "state_dict, a timm hub name, or pretrained=None for random weights"
+        )
+    data = rio.read_bytes(uri)
+    if uri.endswith(".safetensors"):
+        from safetensors.torch import load as load_safetensors
+
+        obj: Any = load_safetensors(data)
+    else:
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise ValueError(f"{uri!r} does not hold a state_dict (a mapping of parameter names to tensors)")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _load_backbone_weights(model: nn.Module, state: Mapping[str, torch.Tensor], where: str, name: str) -> None:
+    classifier = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or "fc"
+    state = {k: v for k, v in state.items() if not k.startswith(f"{classifier}.")}
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise RuntimeError(f"checkpoint {where!r} does not fit backbone {name!r}: {err}") from err
+    if result.missing_keys or result.unexpected_keys:
+        raise RuntimeError(
+            f"checkpoint {where!r} does not fit backbone {name!r}: "
+            f"missing {result.missing_keys[:5]} ({len(result.missing_keys)}), "
+            f"unexpected {result.unexpected_keys[:5]} ({len(result.unexpected_keys)})"
+        )
+
+
+def is_checkpoint_uri(pretrained: str) -> bool:
+    if pretrained.startswith(("hf-hub:", "hf_hub:")):
+        return False
+    return (
+        pretrained.startswith("s3://")
+        or pretrained.endswith(CHECKPOINT_SUFFIXES)
+        or "/" in pretrained
+        or "\\" in pretrained
+        or Path(pretrained).expanduser().exists()
+    )
+
+
+def create_timm_backbone(name: str, pretrained: str | bool | None, **kwargs: Any) -> nn.Module:
+    """``timm.create_model`` without a classifier, weights from the hub or from a checkpoint file."""
+    if isinstance(pretrained, str) and is_checkpoint_uri(pretrained):
+        state = read_state_dict(pretrained)
+        model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+        _load_backbone_weights(model, state, pretrained, name)
+        return model
+    hub_name = name
+    if isinstance(pretrained, str) and pretrained:
+        hub_name = pretrained
+        if not pretrained.startswith(("hf-hub:", "hf_hub:")) and pretrained.split(".")[0] != name.split(".")[0]:
+            raise ValueError(
+                f"pretrained={pretrained!r} is a timm hub name for another architecture than backbone={name!r}"
+            )
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+    try:
+        return timm.create_model(hub_name, pretrained=True, num_classes=0, **kwargs)
+    except Exception as err:  # network, hub and cache errors all mean the same thing here
+        raise RuntimeError(
+            f"could not load pretrained weights {hub_name!r} from the timm/Hugging Face hub ({err}); "
+            "where the hub is unreachable pass a local path or s3:// URI of a state_dict, or pretrained=None"
+        ) from err
+
