@@ -17,8 +17,8 @@ from reid_core.methods.contract import InputSpec, Method, SearchParam, Stage, St
 # A CPU-sized ArcFace for the synthetic species on 2 cores: random weights, 64 px, the narrow ResNet-18
 # of the DVE/ARBase cpu presets, a 128-d embedding with BN, random batches of 24 and a higher AdamW lr
 # (1e-4 is for fine-tuning ImageNet weights). No flip: synthetic entities are individual x side and a
-# mirrored left flank is no right flank (the DVE/ARBase finding). Scale 32 instead of 64: from random
-# weights at s = 64 the margin-penalised softmax saturated and the loss stalled for the first epochs.
+# mirrored left flank is no right flank (the DVE finding). Scale 32 instead of 64 for the small
+# embedding: a choice, not yet measured against 64 (the search space has both).
 CPU_PRESET = {
     "input": {"size": 64, "flip_p": 0.0},
     "backbone": {"name": "resnet18", "kwargs": {"channels": [32, 64, 128, 256]}, "pretrained": None,
