@@ -26,6 +26,17 @@ def isolated_reid_home(tmp_path, monkeypatch):
     mlflow.set_registry_uri(None)
 
 
+@pytest.fixture(scope="module")
+def single_torch_thread():
+    """Two OpenMP threads on a shared 2-core box spin against other processes (5-10x slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 server on 127.0.0.1 (pyarrow and Ray ignore moto's in-process mocks)."""

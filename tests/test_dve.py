@@ -7,6 +7,7 @@ import math
 import optuna
 import pytest
 import torch
+from method_support import FakeDDP, tiny_batch
 from PIL import Image
 from timm.models.senet import SEResNetBottleneck
 from torch import nn
@@ -32,13 +33,8 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two OpenMP threads on a shared 2-core box spin against other processes (5-10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+DVE_SIDES = (0, 1, -1, 0, 1, 1, 0, -1)  # left, right and unknown flanks
 
 
 @pytest.fixture(scope="module")
@@ -50,27 +46,8 @@ def tiny_config(method, overrides: dict | None = None) -> DVEConfig:
     return method.config("paper", {**TINY, **(overrides or {})})
 
 
-def tiny_batch(batch: int = 8, classes: int = 4) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(0)
-    return {
-        "image": torch.randn(batch, 3, 64, 64, generator=gen),
-        "label": torch.arange(batch) % classes,
-        "side": torch.tensor([0, 1, -1, 0, 1, 1, 0, -1])[:batch],
-        "index": torch.arange(batch),
-    }
 
 
-class FakeDDP(nn.Module):
-    """Stands in for DistributedDataParallel: forwards through ``module`` and exposes it."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-        self.calls = 0
-
-    def forward(self, *args, **kwargs):
-        self.calls += 1
-        return self.module(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,7 +225,7 @@ def test_warmup_freezes_the_backbone_and_gradients_reach_the_dve_head(method):
     optimizer = warmup.optimizer(model)
 
     warmup.on_epoch_start(model, 0)
-    loss, logs = warmup.step(model, tiny_batch(), 0)
+    loss, logs = warmup.step(model, tiny_batch(per_class=2, sides=DVE_SIDES), 0)
     loss.backward()
     assert model.calls == 1  # one forward through the wrapper: DDP would sync every gradient
     assert set(logs) >= {"loss_id", "loss_lr", "loss_circle", "loss_dve"}
@@ -266,7 +243,7 @@ def test_warmup_freezes_the_backbone_and_gradients_reach_the_dve_head(method):
     optimizer.zero_grad()
     main.trainable(model)
     main.on_epoch_start(model, 0)  # global epoch 1: the warm-up is over
-    loss, logs = main.step(model, tiny_batch(), 0)
+    loss, logs = main.step(model, tiny_batch(per_class=2, sides=DVE_SIDES), 0)
     loss.backward()
     assert logs["warmup_factor"] == 1.0
     trunk_grads = _grads(net.trunk.parameters())
@@ -283,7 +260,7 @@ def test_training_steps_overfit_a_tiny_batch(method):
     stage.trainable(net)
     optimizer = stage.optimizer(net)
     scheduler = stage.scheduler(optimizer)
-    batch = tiny_batch()
+    batch = tiny_batch(per_class=2, sides=DVE_SIDES)
     losses = []
     for epoch in range(6):
         stage.on_epoch_start(net, epoch)
@@ -329,7 +306,7 @@ def test_lambda_dve_zero_skips_the_dve_pass_and_head(method):
     net.trunk.register_forward_hook(lambda *_: trunk_calls.append(1))
     [stage] = method.stages(config, net, [1])
     stage.on_epoch_start(net, 0)
-    loss, logs = stage.step(net, tiny_batch(), 0)
+    loss, logs = stage.step(net, tiny_batch(per_class=2, sides=DVE_SIDES), 0)
     loss.backward()
     assert len(trunk_calls) == 1 and logs["loss_dve"] == 0.0
     assert all(p.grad is not None for p in net.parameters())  # nothing unused for DDP

@@ -39,12 +39,7 @@ def job(name: str, manifest_uri: str, epochs: int) -> TrainJob:
                     overrides=tiny_overrides(name, epochs))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def test_the_registry_holds_the_baselines_and_dve():

@@ -87,8 +87,8 @@ class Stage:
       (so whatever it computes, e.g. a prototype bank, exists after a resume).
     - ``dataset(context)`` gives the stage's data; None means the training images through the method's
       train transform.
-    - ``step(model, batch, epoch)`` returns the loss to minimise and a dict of named loss parts (floats)
-      that the engine averages and logs as ``train.<name>``.
+    - ``step(model, batch, epoch)`` returns the loss to minimise and a dict of named loss parts (floats
+      or 0-d tensors) that the engine averages and logs as ``train.<name>``.
     - ``precision``: ``bf16`` runs forward passes under autocast on GPU (ignored on CPU).
     """
 

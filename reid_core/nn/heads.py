@@ -28,3 +28,13 @@ class BNNeck(nn.Module):
         """(BN output, identity logits)."""
         normed = self.bn(features)
         return normed, self.classifier(normed)
+
+
+def train_all_but_bnneck_biases(model: nn.Module) -> None:
+    """Every parameter trains except the BNNecks' BN biases, which BoT keeps at 0 (a ``Stage.trainable``)."""
+    net = getattr(model, "module", model)
+    for parameter in net.parameters():
+        parameter.requires_grad_(True)
+    for module in net.modules():
+        if isinstance(module, BNNeck):
+            module.bn.bias.requires_grad_(False)

@@ -46,7 +46,8 @@ def read_state_dict(uri: str) -> Mapping[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def _load_backbone_weights(model: nn.Module, state: Mapping[str, torch.Tensor], where: str, name: str) -> None:
+def load_backbone_weights(model: nn.Module, state: Mapping[str, torch.Tensor], where: str, name: str) -> None:
+    """Load a backbone state_dict strictly (its classifier dropped); a mismatch names the checkpoint."""
     classifier = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or "fc"
     state = {k: v for k, v in state.items() if not k.startswith(f"{classifier}.")}
     try:
@@ -78,7 +79,7 @@ def create_timm_backbone(name: str, pretrained: str | bool | None, **kwargs: Any
     if isinstance(pretrained, str) and is_checkpoint_uri(pretrained):
         state = read_state_dict(pretrained)
         model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
-        _load_backbone_weights(model, state, pretrained, name)
+        load_backbone_weights(model, state, pretrained, name)
         return model
     hub_name = name
     if isinstance(pretrained, str) and pretrained:

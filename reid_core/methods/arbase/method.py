@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 from torchvision.transforms import v2
 
 from reid_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from reid_core.methods.arbase.config import ARBaseConfig
 from reid_core.methods.arbase.network import ARBaseNet, build_network
-from reid_core.methods.arbase.training import make_stage, stage_plans
-from reid_core.methods.contract import InputSpec, Method, SearchParam, Stage, StagePlan, unwrap
+from reid_core.methods.arbase.training import make_stage
+from reid_core.methods.contract import SearchParam, Stage, StagePlan
+from reid_core.methods.image_method import ImageMethod, pk_plan
 
 # A CPU-sized ARBase for the synthetic species on 2 cores: random weights, 64 px, a narrow ResNet-18
 # (BasicBlocks; IBN-a converts them the same way), 64-d heads, P x K = 8 x 4 and a higher Adam lr,
@@ -44,7 +44,9 @@ def train_transform(config: ARBaseConfig) -> v2.Compose:
     return v2.Compose(steps)
 
 
-class ARBaseMethod(Method):
+class ARBaseMethod(ImageMethod):
+    """Test features: the L2-normalised concatenation of the (1 + sum(parts)) head features."""
+
     name = "arbase"
     config_type = ARBaseConfig
     presets = {"paper": {}, "cpu": CPU_PRESET}
@@ -55,29 +57,15 @@ class ARBaseMethod(Method):
         SearchParam("losses.label_smoothing", "float", 0.0, 0.3),
         SearchParam("losses.triplet_weight", "choice", choices=(0.5, 1.0, 2.0)),
     )
-    epochs_key = "schedule.epochs"
-
-    def offline(self, config: ARBaseConfig) -> ARBaseConfig:
-        return config.model_copy(update={"backbone": config.backbone.model_copy(update={"pretrained": None})})
-
-    def input_spec(self, config: ARBaseConfig) -> InputSpec:
-        return InputSpec(config.input.size, config.input.size, IMAGENET_MEAN, IMAGENET_STD)
 
     def train_transform(self, config: ARBaseConfig) -> Callable:
         return train_transform(config)
 
     def plan(self, config: ARBaseConfig) -> list[StagePlan]:
-        return stage_plans(config)
+        return pk_plan(config)
 
     def build(self, config: ARBaseConfig, num_classes: int) -> ARBaseNet:
         return build_network(config, num_classes)
 
-    def stages(self, config: ARBaseConfig, network: nn.Module, steps_per_epoch: list[int]) -> list[Stage]:
-        plans = self.plan(config)
-        if len(steps_per_epoch) != len(plans) or any(steps < 1 for steps in steps_per_epoch):
-            raise ValueError(f"steps_per_epoch must be one count >= 1 per stage, got {steps_per_epoch}")
-        return [make_stage(config, plan) for plan in plans]
-
-    def embed(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised concatenation of the (1 + sum(parts)) head features, (B, heads x embed_dim)."""
-        return unwrap(network).embed(images)
+    def make_stage(self, config: ARBaseConfig, plan: StagePlan) -> Stage:
+        return make_stage(config, plan)

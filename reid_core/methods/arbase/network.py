@@ -32,9 +32,9 @@ from reid_core.methods.arbase.config import ARBaseConfig
 from reid_core.methods.dve.trunk import ResNetTrunk, _stem_and_layers, set_stage_stride
 from reid_core.nn.heads import BNNeck
 from reid_core.nn.weights import (
-    _load_backbone_weights,
     create_timm_backbone,
     is_checkpoint_uri,
+    load_backbone_weights,
     read_state_dict,
 )
 
@@ -107,7 +107,7 @@ def build_backbone(
         if _is_ibn_state(state):
             model = create_timm_backbone(name, None, **kwargs)
             convert_ibn_a(model, ibn_ratio)
-            _load_backbone_weights(model, state, pretrained, name)
+            load_backbone_weights(model, state, pretrained, name)
             return model
     model = create_timm_backbone(name, pretrained, **kwargs)
     if ibn:

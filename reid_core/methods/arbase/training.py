@@ -18,10 +18,9 @@ from torch import nn
 from reid_core.losses.classification import identity_loss
 from reid_core.losses.triplet import batch_hard_triplet_loss
 from reid_core.methods.arbase.config import ARBaseConfig
-from reid_core.methods.contract import BatchSpec, Stage, StagePlan, set_trainable, unwrap
-from reid_core.nn.heads import BNNeck
-
-BATCH_KEYS = ("batch.ids_per_batch", "batch.images_per_id")
+from reid_core.methods.contract import Stage, StagePlan, unwrap
+from reid_core.methods.image_method import per_epoch_schedule, trainable_parameters
+from reid_core.nn.heads import train_all_but_bnneck_biases
 
 
 def lr_factor(config: ARBaseConfig, epoch: int) -> float:
@@ -52,37 +51,18 @@ def compute_loss(config: ARBaseConfig, model: nn.Module, batch: Mapping[str, tor
     ]
     loss_triplet = torch.stack(triplets).mean()
     total = losses.id_weight * loss_id + losses.triplet_weight * loss_triplet
-    return total, {"loss_id": loss_id, "loss_triplet": loss_triplet}
-
-
-def stage_plans(config: ARBaseConfig) -> list[StagePlan]:
-    batches = BatchSpec("pk", config.batch.ids_per_batch, config.batch.images_per_id)
-    return [StagePlan("main", config.schedule.epochs, batches, batch_keys=BATCH_KEYS)]
-
-
-def trainable(model: nn.Module) -> None:
-    """Everything trains except the BNNecks' BN biases, which BoT freezes at 0 (``BNNeck``)."""
-    net = unwrap(model)
-    set_trainable(net.parameters(), True)
-    for module in net.modules():
-        if isinstance(module, BNNeck):
-            module.bn.bias.requires_grad_(False)
+    return total, {"loss_id": loss_id.detach(), "loss_triplet": loss_triplet.detach()}
 
 
 def make_stage(config: ARBaseConfig, plan: StagePlan) -> Stage:
     optim = config.optim
 
     def optimizer(model: nn.Module) -> torch.optim.Optimizer:
-        params = [p for p in unwrap(model).parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+        return torch.optim.Adam(trainable_parameters(model), lr=optim.lr, betas=optim.betas,
+                                weight_decay=optim.weight_decay)
 
-    def scheduler(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        # stepped once per epoch by the engine: the lr of epoch e is lr * lr_factor(e)
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(config, epoch))
+    def step(model: nn.Module, batch: Mapping[str, torch.Tensor], epoch: int):
+        return compute_loss(config, model, batch)
 
-    def step(model: nn.Module, batch: Mapping[str, torch.Tensor], epoch: int
-             ) -> tuple[torch.Tensor, dict[str, float]]:
-        total, parts = compute_loss(config, model, batch)
-        return total, {name: float(value.detach()) for name, value in parts.items()}
-
-    return Stage(plan=plan, optimizer=optimizer, step=step, scheduler=scheduler, trainable=trainable)
+    return Stage(plan=plan, optimizer=optimizer, step=step, trainable=train_all_but_bnneck_biases,
+                 scheduler=per_epoch_schedule(lambda epoch: lr_factor(config, epoch)))

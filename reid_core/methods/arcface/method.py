@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 from torchvision.transforms import v2
 
 from reid_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from reid_core.methods.arcface.config import ArcFaceConfig
 from reid_core.methods.arcface.network import ArcFaceNet, build_network
 from reid_core.methods.arcface.training import make_stage, stage_plans
-from reid_core.methods.contract import InputSpec, Method, SearchParam, Stage, StagePlan, unwrap
+from reid_core.methods.contract import SearchParam, Stage, StagePlan
+from reid_core.methods.image_method import ImageMethod
 
 # A CPU-sized ArcFace for the synthetic species on 2 cores: random weights, 64 px, the narrow ResNet-18
 # of the DVE/ARBase cpu presets, a 128-d embedding with BN, random batches of 24 and a higher AdamW lr
@@ -41,7 +41,9 @@ def train_transform(config: ArcFaceConfig) -> v2.Compose:
     return v2.Compose(steps)
 
 
-class ArcFaceMethod(Method):
+class ArcFaceMethod(ImageMethod):
+    """Test features: the L2-normalised embedding."""
+
     name = "arcface"
     config_type = ArcFaceConfig
     presets = {"paper": {}, "cpu": CPU_PRESET}
@@ -52,13 +54,6 @@ class ArcFaceMethod(Method):
         SearchParam("losses.margin", "float", 0.2, 0.7),
         SearchParam("losses.scale", "choice", choices=(16.0, 32.0, 64.0)),
     )
-    epochs_key = "schedule.epochs"
-
-    def offline(self, config: ArcFaceConfig) -> ArcFaceConfig:
-        return config.model_copy(update={"backbone": config.backbone.model_copy(update={"pretrained": None})})
-
-    def input_spec(self, config: ArcFaceConfig) -> InputSpec:
-        return InputSpec(config.input.size, config.input.size, IMAGENET_MEAN, IMAGENET_STD)
 
     def train_transform(self, config: ArcFaceConfig) -> Callable:
         return train_transform(config)
@@ -69,12 +64,5 @@ class ArcFaceMethod(Method):
     def build(self, config: ArcFaceConfig, num_classes: int) -> ArcFaceNet:
         return build_network(config, num_classes)
 
-    def stages(self, config: ArcFaceConfig, network: nn.Module, steps_per_epoch: list[int]) -> list[Stage]:
-        plans = self.plan(config)
-        if len(steps_per_epoch) != len(plans) or any(steps < 1 for steps in steps_per_epoch):
-            raise ValueError(f"steps_per_epoch must be one count >= 1 per stage, got {steps_per_epoch}")
-        return [make_stage(config, plan) for plan in plans]
-
-    def embed(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised embeddings (B, embed_dim)."""
-        return unwrap(network).embed(images)
+    def make_stage(self, config: ArcFaceConfig, plan: StagePlan) -> Stage:
+        return make_stage(config, plan)

@@ -11,6 +11,7 @@ from torch import nn
 
 from reid_core.methods.arcface.config import ArcFaceConfig
 from reid_core.methods.contract import BatchSpec, Stage, StagePlan, set_trainable, unwrap
+from reid_core.methods.image_method import per_epoch_schedule
 
 BATCH_KEYS = ("batch.batch_size",)
 
@@ -46,15 +47,10 @@ def make_stage(config: ArcFaceConfig, plan: StagePlan) -> Stage:
                   {"params": head, "lr": optim.lr * optim.head_lr_mult, "name": "head"}]
         return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
 
-    def scheduler(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        # stepped once per epoch by the engine: the lr of epoch e is each group's lr * lr_factor(e)
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(config, epoch))
-
-    def step(model: nn.Module, batch: Mapping[str, torch.Tensor], epoch: int
-             ) -> tuple[torch.Tensor, dict[str, float]]:
+    def step(model: nn.Module, batch: Mapping[str, torch.Tensor], epoch: int):
         images = batch["image"]
         out = model(images, labels=batch["label"].to(images.device))  # through the (DDP) wrapper
-        loss = out["loss_arcface"]
-        return loss, {"loss_arcface": float(loss.detach())}
+        return out["loss_arcface"], {"loss_arcface": out["loss_arcface"].detach()}
 
-    return Stage(plan=plan, optimizer=optimizer, step=step, scheduler=scheduler, trainable=trainable)
+    return Stage(plan=plan, optimizer=optimizer, step=step, trainable=trainable,
+                 scheduler=per_epoch_schedule(lambda epoch: lr_factor(config, epoch)))

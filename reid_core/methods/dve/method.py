@@ -7,12 +7,12 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from reid_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from reid_core.methods.contract import InputSpec, Method, SearchParam, Stage, StagePlan, unwrap
+from reid_core.methods.contract import SearchParam, Stage, StagePlan, unwrap
 from reid_core.methods.dve.config import DVEConfig
 from reid_core.methods.dve.network import DVENet, build_network
 from reid_core.methods.dve.training import make_stage, stage_plans
 from reid_core.methods.dve.transforms import train_transform
+from reid_core.methods.image_method import ImageMethod
 
 # A CPU-sized DVE. The paper's recipe assumes an ImageNet SE-ResNet50 at 224 px on GPUs; from random
 # weights at 64 px these choices were measured to matter on the synthetic species:
@@ -31,7 +31,7 @@ CPU_PRESET = {
 }
 
 
-class DVEMethod(Method):
+class DVEMethod(ImageMethod):
     name = "dve"
     config_type = DVEConfig
     presets = {"paper": {}, "cpu": CPU_PRESET}
@@ -42,12 +42,6 @@ class DVEMethod(Method):
         SearchParam("losses.lambda_reid", "choice", choices=(1, 2, 5)),  # paper A.11
         SearchParam("optim.lr", "log", 1e-3, 1e-1),
     )
-
-    def offline(self, config: DVEConfig) -> DVEConfig:
-        return config.model_copy(update={"backbone": config.backbone.model_copy(update={"pretrained": None})})
-
-    def input_spec(self, config: DVEConfig) -> InputSpec:
-        return InputSpec(config.input.size, config.input.size, IMAGENET_MEAN, IMAGENET_STD)
 
     def train_transform(self, config: DVEConfig) -> Callable:
         return train_transform(config)

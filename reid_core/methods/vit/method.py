@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 from torchvision.transforms import v2
 
-from reid_core.methods.contract import InputSpec, Method, SearchParam, Stage, StagePlan, unwrap
+from reid_core.methods.contract import SearchParam, Stage, StagePlan
+from reid_core.methods.image_method import ImageMethod, pk_plan
 from reid_core.methods.vit.config import ViTConfig
 from reid_core.methods.vit.network import ViTReID, build_network
-from reid_core.methods.vit.training import make_stage, stage_plans
+from reid_core.methods.vit.training import make_stage
 
 MEAN = STD = (0.5, 0.5, 0.5)  # PAW-ViT's normalisation (the in21k ViT's)
 
@@ -39,8 +39,11 @@ def train_transform(config: ViTConfig) -> v2.Compose:
     return v2.Compose(steps)
 
 
-class ViTMethod(Method):
+class ViTMethod(ImageMethod):
+    """Test features: the L2-normalised pre-BN [CLS] feature."""
+
     name = "vit"
+    mean, std = MEAN, STD
     config_type = ViTConfig
     presets = {"paper": {}, "cpu": CPU_PRESET}
     search_space = (
@@ -50,29 +53,15 @@ class ViTMethod(Method):
         SearchParam("losses.triplet_weight", "choice", choices=(0.25, 0.5, 1.0)),
         SearchParam("losses.label_smoothing", "float", 0.0, 0.3),
     )
-    epochs_key = "schedule.epochs"
-
-    def offline(self, config: ViTConfig) -> ViTConfig:
-        return config.model_copy(update={"backbone": config.backbone.model_copy(update={"pretrained": None})})
-
-    def input_spec(self, config: ViTConfig) -> InputSpec:
-        return InputSpec(config.input.size, config.input.size, MEAN, STD)
 
     def train_transform(self, config: ViTConfig) -> Callable:
         return train_transform(config)
 
     def plan(self, config: ViTConfig) -> list[StagePlan]:
-        return stage_plans(config)
+        return pk_plan(config)
 
     def build(self, config: ViTConfig, num_classes: int) -> ViTReID:
         return build_network(config, num_classes)
 
-    def stages(self, config: ViTConfig, network: nn.Module, steps_per_epoch: list[int]) -> list[Stage]:
-        plans = self.plan(config)
-        if len(steps_per_epoch) != len(plans) or any(steps < 1 for steps in steps_per_epoch):
-            raise ValueError(f"steps_per_epoch must be one count >= 1 per stage, got {steps_per_epoch}")
-        return [make_stage(config, plan) for plan in plans]
-
-    def embed(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised pre-BN [CLS] features (B, D)."""
-        return unwrap(network).embed(images)
+    def make_stage(self, config: ViTConfig, plan: StagePlan) -> Stage:
+        return make_stage(config, plan)

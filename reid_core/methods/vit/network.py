@@ -21,9 +21,9 @@ from torch import nn
 from reid_core.methods.vit.config import ViTConfig
 from reid_core.nn.heads import BNNeck
 from reid_core.nn.weights import (
-    _load_backbone_weights,
     create_timm_backbone,
     is_checkpoint_uri,
+    load_backbone_weights,
     read_state_dict,
 )
 
@@ -37,7 +37,7 @@ def build_backbone(name: str, pretrained: str | bool | None, **kwargs: Any) -> n
 
         state = read_state_dict(pretrained)
         model = create_timm_backbone(name, None, **kwargs)
-        _load_backbone_weights(model, checkpoint_filter_fn(dict(state), model), pretrained, name)
+        load_backbone_weights(model, checkpoint_filter_fn(dict(state), model), pretrained, name)
     if getattr(model, "cls_token", None) is None or getattr(model, "global_pool", None) != "token":
         raise ValueError(f"backbone {name!r} must be a timm ViT with a class token and global_pool='token'")
     return model

@@ -11,11 +11,10 @@ from torch import nn
 
 from reid_core.losses.classification import identity_loss
 from reid_core.losses.triplet import batch_hard_triplet_loss
-from reid_core.methods.contract import BatchSpec, Stage, StagePlan, set_trainable, unwrap
+from reid_core.methods.contract import Stage, StagePlan
+from reid_core.methods.image_method import per_epoch_schedule, trainable_parameters
 from reid_core.methods.vit.config import ViTConfig
-from reid_core.nn.heads import BNNeck
-
-BATCH_KEYS = ("batch.ids_per_batch", "batch.images_per_id")
+from reid_core.nn.heads import train_all_but_bnneck_biases
 
 
 def lr_at(config: ViTConfig, epoch: int) -> float:
@@ -44,37 +43,19 @@ def compute_loss(config: ViTConfig, model: nn.Module, batch: Mapping[str, torch.
     loss_id = identity_loss(out["logits"], labels, losses.label_smoothing)
     loss_triplet = batch_hard_triplet_loss(out["features"], labels, losses.triplet_margin, losses.triplet_distance)
     total = losses.id_weight * loss_id + losses.triplet_weight * loss_triplet
-    return total, {"loss_id": loss_id, "loss_triplet": loss_triplet}
-
-
-def stage_plans(config: ViTConfig) -> list[StagePlan]:
-    batches = BatchSpec("pk", config.batch.ids_per_batch, config.batch.images_per_id)
-    return [StagePlan("main", config.schedule.epochs, batches, batch_keys=BATCH_KEYS)]
-
-
-def trainable(model: nn.Module) -> None:
-    """Everything trains except the BNNeck's BN bias, frozen at 0 (BoT / PAW-ViT)."""
-    net = unwrap(model)
-    set_trainable(net.parameters(), True)
-    for module in net.modules():
-        if isinstance(module, BNNeck):
-            module.bn.bias.requires_grad_(False)
+    return total, {"loss_id": loss_id.detach(), "loss_triplet": loss_triplet.detach()}
 
 
 def make_stage(config: ViTConfig, plan: StagePlan) -> Stage:
     optim = config.optim
 
     def optimizer(model: nn.Module) -> torch.optim.Optimizer:
-        params = [p for p in unwrap(model).parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+        return torch.optim.AdamW(trainable_parameters(model), lr=optim.lr, betas=optim.betas,
+                                 weight_decay=optim.weight_decay)
 
-    def scheduler(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        # stepped once per epoch by the engine: the lr of epoch e is lr_at(e)
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(config, epoch))
+    def step(model: nn.Module, batch: Mapping[str, torch.Tensor], epoch: int):
+        return compute_loss(config, model, batch)
 
-    def step(model: nn.Module, batch: Mapping[str, torch.Tensor], epoch: int
-             ) -> tuple[torch.Tensor, dict[str, float]]:
-        total, parts = compute_loss(config, model, batch)
-        return total, {name: float(value.detach()) for name, value in parts.items()}
-
-    return Stage(plan=plan, optimizer=optimizer, step=step, scheduler=scheduler, trainable=trainable)
+    # stepped once per epoch by the engine: the lr of epoch e is lr_at(e)
+    return Stage(plan=plan, optimizer=optimizer, step=step, trainable=train_all_but_bnneck_biases,
+                 scheduler=per_epoch_schedule(lambda epoch: lr_factor(config, epoch)))
