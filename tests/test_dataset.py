@@ -1,5 +1,9 @@
+import numpy as np
 import polars as pl
+import pytest
+import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 from reid_core.data import manifest
 from reid_core.data.dataset import ManifestDataset, select_images
@@ -47,3 +51,62 @@ def test_masked_images_are_never_mixed_with_originals(tmp_path):
     assert (unmasked.column, unmasked.left_out, unmasked.rows.height) == ("image_uri", 0, 3)
     none = rows.with_columns(pl.Series("masked_uri", [None, None, None], dtype=pl.String))
     assert select_images(none).column == "image_uri"
+
+
+PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)
+
+
+def _part_rows(tmp_path):
+    """One image whose colour encodes its part labels (palette), the label map at half its resolution."""
+    labels = np.zeros((32, 32), dtype=np.uint8)
+    labels[4:14, 6:26] = 1
+    labels[14:28, 6:14] = 2
+    labels[18:28, 18:30] = 3  # no symmetry: a flip or rotation shows
+    Image.fromarray(labels, "L").save(tmp_path / "parts.png")
+    Image.fromarray(PALETTE[labels.repeat(2, 0).repeat(2, 1)], "RGB").save(tmp_path / "image.png")
+    rows = _rows(tmp_path, 1).with_columns(pl.lit(str(tmp_path / "image.png")).alias("image_uri"),
+                                           pl.lit(str(tmp_path / "parts.png")).alias("parts_uri"))
+    return rows, labels
+
+
+def _labels_from_colours(image: torch.Tensor) -> torch.Tensor:
+    distances = ((image.permute(1, 2, 0)[..., None, :] * 255 - torch.tensor(PALETTE).float()) ** 2).sum(-1)
+    return distances.argmin(-1)
+
+
+def test_label_maps_are_transformed_jointly_with_their_image(tmp_path):
+    rows, _ = _part_rows(tmp_path)
+    joint = v2.Compose([v2.ToImage(), v2.RandomRotation(45, interpolation=v2.InterpolationMode.BILINEAR),
+                        v2.RandomHorizontalFlip(0.5), v2.Resize((48, 48), antialias=True),
+                        v2.ToDtype(torch.float32, scale=True)])
+    dataset = ManifestDataset(rows, joint, masks={"parts": "parts_uri"})
+    torch.manual_seed(0)
+    for _ in range(8):  # drawn apart, flip and angle would disagree in about half of these
+        item = dataset[0]
+        parts, image = item["parts"], item["image"]
+        assert parts.dtype == torch.int64 and parts.shape == (48, 48) and type(parts) is torch.Tensor
+        assert set(parts.unique().tolist()) <= {0, 1, 2, 3}  # nearest: no blended labels, no 0..1 scaling
+        assert image.dtype == torch.float32 and image.shape == (3, 48, 48)
+        animal = parts > 0
+        agreement = (_labels_from_colours(image) == parts)[animal].float().mean().item()
+        assert agreement > 0.9, agreement  # only boundary pixels differ (bilinear image, nearest labels)
+
+
+def test_a_label_map_that_is_not_one_is_an_error_naming_the_file(tmp_path):
+    rows, _ = _part_rows(tmp_path)
+    Image.new("RGB", (32, 32)).save(tmp_path / "parts.png")
+    with pytest.raises(ValueError, match=r"parts\.png is a RGB image, not a label map"):
+        ManifestDataset(rows, masks={"parts": "parts_uri"})[0]
+
+
+def test_training_rows_without_a_label_map_are_left_out_and_counted(tmp_path):
+    from reid_core.engine.loop import training_images
+    from reid_core.methods.contract import Method
+
+    class PartsMethod(Method):
+        name = "parts-test"
+        mask_columns = {"parts": "parts_uri"}
+
+    rows = _rows(tmp_path).with_columns(pl.Series("parts_uri", ["p0", None, "p2"]))
+    images = training_images(PartsMethod(), None, rows, use_masked=True)
+    assert images.left_out == 1 and images.rows["parts_uri"].to_list() == ["p0", "p2"]

@@ -1,15 +1,18 @@
-"""A torch Dataset over manifest rows: images are read through the filesystem abstraction."""
+"""A torch Dataset over manifest rows: images (and label maps read with them) through the filesystem
+abstraction."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import pyarrow.fs as pafs
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 
 from reid_core.data import io as rio
 
@@ -46,8 +49,29 @@ def side_codes(df: pl.DataFrame) -> np.ndarray:
     return np.array([SIDE_CODES.get(s, -1) for s in df["side"].to_list()], dtype=np.int64)
 
 
+LABEL_MAP_MODES = ("L", "P", "I", "I;16")  # one integer label per pixel
+
+
+def read_label_map(uri: str, size: tuple[int, int], filesystem: pafs.FileSystem | None = None) -> tv_tensors.Mask:
+    """A label map (PNG, one label per pixel) as a (H, W) ``Mask``, resized (nearest) to the image's
+    ``size`` (W, H) so one geometric transform moves image and labels together."""
+    label_map = rio.read_image(uri, filesystem, mode="")
+    if label_map.mode not in LABEL_MAP_MODES:
+        raise ValueError(f"{uri} is a {label_map.mode} image, not a label map: write one label per pixel "
+                         f"(PNG mode {' / '.join(LABEL_MAP_MODES)})")
+    if label_map.size != size:
+        label_map = label_map.resize(size, Image.Resampling.NEAREST)
+    return tv_tensors.Mask(torch.from_numpy(np.array(label_map, dtype=np.int64)))
+
+
 class ManifestDataset(Dataset):
-    """Items are ``{"image", "label", "side", "index"}``; ``label`` indexes the sorted entities."""
+    """Items are ``{"image", "label", "side", "index"}``; ``label`` indexes the sorted entities.
+
+    ``masks`` maps item keys to manifest columns of label maps (e.g. ``{"parts": "parts_uri"}``): each is
+    read with its image and the transform is called as ``transform(image, masks)`` so that torchvision
+    v2 moves both together (masks with nearest interpolation, untouched by colour and dtype steps); the
+    items then carry each map as a (H, W) int64 tensor.
+    """
 
     def __init__(
         self,
@@ -55,10 +79,12 @@ class ManifestDataset(Dataset):
         transform: Callable | None = None,
         *,
         column: str = "image_uri",
+        masks: Mapping[str, str] | None = None,
         filesystem: pafs.FileSystem | None = None,
         cache: bool = False,
     ) -> None:
         self.uris = df[column].to_list()
+        self.mask_uris = {key: df[mask_column].to_list() for key, mask_column in (masks or {}).items()}
         # Decoded images kept in memory across epochs: for small datasets where decoding dominates.
         self._cache: dict[int, object] | None = {} if cache else None
         self.labels, self.label_names = entity_codes(df)
@@ -69,17 +95,26 @@ class ManifestDataset(Dataset):
     def __len__(self) -> int:
         return len(self.uris)
 
+    def _read(self, index: int) -> tuple[Image.Image, dict[str, tv_tensors.Mask]]:
+        image = rio.read_image(self.uris[index], self.filesystem)
+        masks = {key: read_label_map(uris[index], image.size, self.filesystem) for key, uris in self.mask_uris.items()}
+        return image, masks
+
     def __getitem__(self, index: int) -> dict:
         if self._cache is not None and index in self._cache:
-            image = self._cache[index]
+            image, masks = self._cache[index]
         else:
-            image = rio.read_image(self.uris[index], self.filesystem)
+            image, masks = self._read(index)
             if self._cache is not None:
-                self._cache[index] = image
-        image = self.transform(image) if self.transform else image
+                self._cache[index] = image, masks
+        if self.transform and masks:
+            image, masks = self.transform(image, masks)
+        elif self.transform:
+            image = self.transform(image)
         return {
             "image": image,
             "label": torch.tensor(self.labels[index]),
             "side": torch.tensor(self.sides[index]),
             "index": index,
+            **{key: mask.as_subclass(torch.Tensor).long() for key, mask in masks.items()},
         }

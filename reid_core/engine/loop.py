@@ -68,16 +68,18 @@ def load_species_rows(manifest_uri: str, species: str) -> pl.DataFrame:
 
 
 def training_images(method: Method, config: MethodConfig, rows: pl.DataFrame, use_masked: bool) -> ImageRows:
-    """The training split as the method trains on it: masked images only (failed rows left out), then
-    the method's training view."""
+    """The training split as the method trains on it: masked images only (failed rows left out), rows
+    with every label map the method reads (the others left out), then the method's training view."""
     images = select_images(rows.filter(pl.col("split") == "train"), use_masked)
-    return ImageRows(method.training_view(images.rows, config), images.column, images.left_out)
+    kept = images.rows.drop_nulls(list(method.mask_columns.values()))
+    left_out = images.left_out + images.rows.height - kept.height
+    return ImageRows(method.training_view(kept, config), images.column, left_out)
 
 
 def check_job(job: TrainJob, rows: pl.DataFrame, workers: int = 1) -> ImageRows:
     """Driver-side checks before anything is launched: config, columns, batches against the data."""
     method, config = job.method_and_config()
-    missing = [c for c in method.required_columns if c not in rows.columns]
+    missing = [c for c in (*method.required_columns, *method.mask_columns.values()) if c not in rows.columns]
     if missing:
         raise ValueError(f"method {job.method!r} needs manifest column(s) {missing}, which {job.manifest} lacks")
     images = training_images(method, config, rows, job.use_masked)
@@ -113,10 +115,11 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
     val_rows = rows.filter(pl.col("split") == "val")
     left_out = images.left_out + select_images(val_rows, job.use_masked).left_out
     if rank == 0 and left_out:
+        label_maps = f" or no {'/'.join(method.mask_columns.values())}" if method.mask_columns else ""
         warnings.warn(f"{left_out} {job.species!r} train/val rows have no masked image (their segmentation "
-                      "failed): left out of training and validation", stacklevel=2)
+                      f"failed){label_maps}: left out of training and validation", stacklevel=2)
     dataset = ManifestDataset(images.rows, method.train_transform(config), column=images.column,
-                              cache=job.cache_images)
+                              masks=method.mask_columns, cache=job.cache_images)
     num_classes = len(dataset.label_names)
     plans = method.plan(config)
     samplers = [make_sampler(plan.batches, dataset.labels, num_replicas=world, rank=rank, seed=job.seed)

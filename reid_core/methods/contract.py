@@ -154,7 +154,11 @@ class Method:
     - ``presets``: name -> nested overrides of the defaults; ``paper`` is ``{}``;
     - ``search_space``: the tuner's default ranges;
     - ``epochs_key``: the config entry the workflows' ``--epochs`` sets;
-    - ``required_columns``: manifest columns training needs beyond the core ones.
+    - ``required_columns``: manifest columns training needs beyond the core ones;
+    - ``mask_columns``: batch key -> manifest column of a label map (e.g. ``{"parts": "parts_uri"}``) read
+      with every training image; the train transform is then called as ``transform(image, masks)`` and
+      returns both, so geometric augmentations move them together (``ManifestDataset``). Training rows
+      without one are left out and counted, as rows without a masked image are.
     """
 
     name: ClassVar[str]
@@ -163,6 +167,7 @@ class Method:
     search_space: ClassVar[tuple[SearchParam, ...]] = ()
     epochs_key: ClassVar[str] = "schedule.epochs"
     required_columns: ClassVar[tuple[str, ...]] = ()
+    mask_columns: ClassVar[Mapping[str, str]] = {}
 
     # -- configuration ---------------------------------------------------------------------------
     def config(self, preset: str = "paper", overrides: Mapping[str, Any] | None = None) -> MethodConfig:
@@ -187,6 +192,8 @@ class Method:
         return rows
 
     def train_transform(self, config: MethodConfig) -> Callable:
+        """PIL image -> normalised tensor; with ``mask_columns``, ``(image, masks) -> (image, masks)``
+        where ``masks`` is a dict of ``tv_tensors.Mask`` (torchvision v2 transforms take both)."""
         raise NotImplementedError
 
     def eval_transform(self, config: MethodConfig) -> Callable:
