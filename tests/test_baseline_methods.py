@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import polars as pl
 import pytest
 import timm
 import torch
@@ -147,6 +148,23 @@ def test_vit_network_shapes_cls_feature_and_bnneck():
         method.build(tiny("vit", **{"backbone.kwargs": {"patch_size": 16, "depth": 1, "embed_dim": 48,
                                                         "num_heads": 3, "class_token": False,
                                                         "global_pool": "avg"}}), 3)
+
+
+def test_vit_trains_on_flipped_copies_as_new_identities_and_flip_concatenates_for_atrw():
+    method = get_method("vit")
+    rows = pl.DataFrame({"image_id": ["a0", "a1", "b0"], "entity": ["a", "a", "b"],
+                         "side": ["left", "unknown", "right"]})
+    view = method.training_view(rows, method.config("paper"))  # the authors' training lists
+    assert view.height == 6 and sorted(set(view["entity"])) == ["a", "a~flipped", "b", "b~flipped"]
+    assert view.filter(pl.col("hflip"))["side"].to_list() == ["right", "unknown", "left"]
+    assert method.training_view(rows, method.config("cpu")).height == 3
+    network = method.build(tiny("vit", **{"input.test_flip": True}), num_classes=3).eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        embedding = method.embed(network, images)
+        plain, mirrored = network.backbone(images), network.backbone(images.flip(-1))
+    assert embedding.shape == (2, 96)  # 2 x 48
+    assert torch.allclose(embedding, F.normalize(torch.cat([plain, mirrored], 1), dim=1), atol=1e-5)
 
 
 def test_the_paper_vit_is_vit_b16_at_256px():

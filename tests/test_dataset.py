@@ -110,3 +110,18 @@ def test_training_rows_without_a_label_map_are_left_out_and_counted(tmp_path):
     rows = _rows(tmp_path).with_columns(pl.Series("parts_uri", ["p0", None, "p2"]))
     images = training_images(PartsMethod(), None, rows, use_masked=True)
     assert images.left_out == 1 and images.rows["parts_uri"].to_list() == ["p0", "p2"]
+
+
+def test_flipped_copies_are_mirrored_on_read_with_their_label_maps(tmp_path):
+    from reid_core.data.views import with_flipped_copies
+
+    rows, labels = _part_rows(tmp_path)
+    view = with_flipped_copies(rows)
+    dataset = ManifestDataset(view, masks={"parts": "parts_uri"})
+    assert dataset.label_names == ["b", "b~flipped"]  # a new identity
+    original, flipped = dataset[0], dataset[1]
+    assert np.array_equal(np.asarray(flipped["image"]), np.asarray(original["image"])[:, ::-1])
+    assert torch.equal(flipped["parts"], original["parts"].flip(-1))
+    assert int(original["side"]) == 0 and int(flipped["side"]) == 1  # left -> right
+    with pytest.raises(ValueError, match="already"):
+        with_flipped_copies(view)

@@ -13,8 +13,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
 
 from reid_core.data import io as rio
+from reid_core.data.views import FLIP_COLUMN
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ class ManifestDataset(Dataset):
     ``masks`` maps item keys to manifest columns of label maps (e.g. ``{"parts": "parts_uri"}``): each is
     read with its image and the transform is called as ``transform(image, masks)`` so that torchvision
     v2 moves both together (masks with nearest interpolation, untouched by colour and dtype steps); the
-    items then carry each map as a (H, W) int64 tensor.
+    items then carry each map as a (H, W) int64 tensor. Rows with ``hflip`` true (a training view's
+    flipped copies, ``data.views``) are mirrored, with their label maps, when read.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class ManifestDataset(Dataset):
     ) -> None:
         self.uris = df[column].to_list()
         self.mask_uris = {key: df[mask_column].to_list() for key, mask_column in (masks or {}).items()}
+        self.hflips = df[FLIP_COLUMN].to_list() if FLIP_COLUMN in df.columns else [False] * df.height
         # Decoded images kept in memory across epochs: for small datasets where decoding dominates.
         self._cache: dict[int, object] | None = {} if cache else None
         self.labels, self.label_names = entity_codes(df)
@@ -98,6 +102,9 @@ class ManifestDataset(Dataset):
     def _read(self, index: int) -> tuple[Image.Image, dict[str, tv_tensors.Mask]]:
         image = rio.read_image(self.uris[index], self.filesystem)
         masks = {key: read_label_map(uris[index], image.size, self.filesystem) for key, uris in self.mask_uris.items()}
+        if self.hflips[index]:
+            image = TF.horizontal_flip(image)
+            masks = {key: TF.horizontal_flip(mask) for key, mask in masks.items()}
         return image, masks
 
     def __getitem__(self, index: int) -> dict:

@@ -6,7 +6,9 @@ Sources (``shared/reference/algorithms.md`` section 2, the authors' code eugenio
 config, and the paper's section 4.2):
 - 256 x 256 input, 16 x 16 patches; the in21k -> in1k ViT-B/16 (``jx_vit_base_p16_224``, timm
   ``vit_base_patch16_224.orig_in21k_ft_in1k``; the position embeddings resampled 14 -> 16 bicubic);
-  drop_path 0.1; random rotation +-15 deg (bilinear), mean = std = 0.5, no flip, no random erasing;
+  drop_path 0.1; random rotation +-15 deg (bilinear), mean = std = 0.5, no random flip, no random
+  erasing; the flipped copy of every training image as a new identity; flip-concatenated test features
+  on ATRW only (``input.test_flip``);
 - BNNeck (BN1d with a frozen zero bias; the identity ``fc`` has a bias); label-smoothed CE (0.2) on the
   BN output and batch-hard triplet on the pre-BN feature with the cosine distance (1 - cos) / 2 and
   margin 0.4 (``MarginRankingLoss``, mean); weights 1.0 CE + 0.5 triplet;
@@ -30,6 +32,11 @@ from reid_core.methods.config import MethodConfig, Section
 class Input(Section):
     size: int = Field(256, ge=16)  # square H = W; also the ViT's img_size (position-embedding grid)
     rotation: float = Field(15.0, ge=0, le=180)  # RandomRotation(+-rotation deg), bilinear; 0 = off
+    # the authors' training lists: every training image plus its horizontal flip as a new identity with
+    # the mirrored side (ATRW 107 -> 214 classes, yak the same), flipped on read (``data.views``)
+    flipped_copies: bool = True
+    # test features [f(x), f(flip x)], L2-normalised (2 x D): the authors' ATRW evaluation; yak is off
+    test_flip: bool = False
 
 
 class Backbone(Section):

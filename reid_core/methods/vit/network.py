@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reid_core.evaluation.tta import flip_embed
 from reid_core.methods.vit.config import ViTConfig
 from reid_core.nn.heads import BNNeck
 from reid_core.nn.weights import (
@@ -46,11 +47,13 @@ def build_backbone(name: str, pretrained: str | bool | None, **kwargs: Any) -> n
 class ViTReID(nn.Module):
     """``forward(images)`` -> ``features`` (pre-BN [CLS], the triplet's), ``normed`` (BN), ``logits``."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, *, classifier_bias: bool = True) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int, *, classifier_bias: bool = True,
+                 test_flip: bool = False) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.backbone = backbone
+        self.test_flip = test_flip
         self.neck = BNNeck(backbone.num_features, num_classes, classifier_bias=classifier_bias)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -59,7 +62,9 @@ class ViTReID(nn.Module):
         return {"features": features, "normed": normed, "logits": logits}
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised pre-BN [CLS] features (B, D)."""
+        """L2-normalised pre-BN [CLS] features (B, D), or of [f(x), f(flip x)] (B, 2D) with ``test_flip``."""
+        if self.test_flip:
+            return flip_embed(self.backbone, images, mode="concat")
         return F.normalize(self.backbone(images), dim=1)
 
 
@@ -67,4 +72,4 @@ def build_network(config: ViTConfig, num_classes: int) -> ViTReID:
     backbone = config.backbone
     kwargs = {"img_size": config.input.size, "drop_path_rate": backbone.drop_path_rate} | backbone.kwargs
     return ViTReID(build_backbone(backbone.name, backbone.pretrained, **kwargs), num_classes,
-                   classifier_bias=backbone.classifier_bias)
+                   classifier_bias=backbone.classifier_bias, test_flip=config.input.test_flip)
