@@ -125,3 +125,12 @@ def test_flipped_copies_are_mirrored_on_read_with_their_label_maps(tmp_path):
     assert int(original["side"]) == 0 and int(flipped["side"]) == 1  # left -> right
     with pytest.raises(ValueError, match="already"):
         with_flipped_copies(view)
+
+
+def test_evaluations_warn_how_many_rows_have_no_masked_image(tmp_path):
+    from reid_core.data.dataset import images_to_evaluate
+
+    rows = _rows(tmp_path).with_columns(pl.Series("masked_uri", ["m0", None, "m2"]))
+    with pytest.warns(UserWarning, match=r"1 'test' rows have no masked image"):
+        images = images_to_evaluate(rows, use_masked=True, split="test")
+    assert images.rows.height == 2

@@ -3,6 +3,7 @@ abstraction."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -36,6 +37,15 @@ def select_images(df: pl.DataFrame, use_masked: bool = True) -> ImageRows:
         return ImageRows(df, "image_uri")
     kept = df.filter(pl.col("masked_uri").is_not_null())
     return ImageRows(kept, "masked_uri", df.height - kept.height)
+
+
+def images_to_evaluate(rows: pl.DataFrame, use_masked: bool, split: str) -> ImageRows:
+    """``select_images`` for an evaluation, warning how many ``split`` rows it leaves out."""
+    images = select_images(rows, use_masked)
+    if images.left_out:
+        warnings.warn(f"{images.left_out} {split!r} rows have no masked image (their segmentation failed): "
+                      "left out of the evaluation", stacklevel=3)
+    return images
 
 
 def entity_codes(df: pl.DataFrame, column: str = "entity") -> tuple[np.ndarray, list[str]]:

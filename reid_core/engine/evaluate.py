@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -10,7 +9,7 @@ import polars as pl
 import torch
 from torch.utils.data import DataLoader
 
-from reid_core.data.dataset import ManifestDataset, select_images
+from reid_core.data.dataset import ManifestDataset, images_to_evaluate
 from reid_core.evaluation.protocols import evaluate_manifest
 from reid_core.methods.contract import Method
 
@@ -85,9 +84,6 @@ def evaluate_split(
     rows = df.filter(pl.col("split") == split)
     if rows.is_empty():
         raise ValueError(f"the manifest has no {split!r} rows to evaluate on")
-    images = select_images(rows, use_masked)
-    if images.left_out:
-        warnings.warn(f"{images.left_out} {split!r} rows have no masked image: left out of the evaluation",
-                      stacklevel=2)
+    images = images_to_evaluate(rows, use_masked, split)
     features = embed_manifest(method, model, images.rows, transform, column=images.column, **embed_kwargs)
     return evaluate_manifest(features, images.rows, protocol or protocol_for(rows), split=None)

@@ -8,7 +8,6 @@ the method registry gives the matching eval transform. Nothing here is DVE-speci
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ import polars as pl
 
 from reid_core import tracking
 from reid_core.data import manifest
-from reid_core.data.dataset import select_images
+from reid_core.data.dataset import images_to_evaluate
 from reid_core.engine.evaluate import embed_rows, protocol_for
 from reid_core.evaluation.protocols import evaluate_manifest
 from reid_core.methods.registry import get_method
@@ -82,9 +81,7 @@ def evaluate_model(
     transform = eval_transform_for(uri, settings)
     protocol = protocol or protocol_for(rows)
     # A pt2 program has eval behaviour baked in (and cannot be switched); just call it.
-    images = select_images(rows, use_masked)
-    if images.left_out:
-        warnings.warn(f"{images.left_out} test rows have no masked image: left out of the evaluation", stacklevel=2)
+    images = images_to_evaluate(rows, use_masked, "test")
     features = embed_rows(model, images.rows, transform, column=images.column, batch_size=batch_size)
     metrics = evaluate_manifest(features, images.rows, protocol, split=None)
     species = rows["species"][0] if rows.height else ""
