@@ -269,6 +269,13 @@ def runtime_env_errors(name: str, text_or_dict, at: str = "(document)") -> list[
     return errors
 
 
+AWS_PROVIDER_KEYS = frozenset({
+    "type", "region", "availability_zone", "cache_stopped_nodes", "use_internal_ips", "use_external_head_ip",
+    "security_group", "key_pair", "aws_credentials", "cloudwatch", "disable_node_updaters",
+    "disable_launch_config_check", "foreground_node_launch", "worker_liveness_check", "head_ip", "worker_ips",
+})
+
+
 # --- `ray up` ----------------------------------------------------------------------------------------------
 def ray_up_errors(path: Path) -> list[str]:
     """Ray's own launcher validation (prepare_config + validate_config against ray-schema.json), each
@@ -292,8 +299,16 @@ def ray_up_errors(path: Path) -> list[str]:
         report = botocore.validate.ParamValidator().validate(
             {**(spec.get("node_config") or {}), "MinCount": 1, "MaxCount": 1}, shape)
         if report.has_errors():
-            for line in report.generate_report().splitlines()[1:]:
+            for line in report.generate_report().splitlines():
                 errors.append(f"{name}: available_node_types.{node_type}.node_config: {line.strip()}")
+    # ray-schema.json lets any key into `provider`; these are the ones Ray's AWS provider reads
+    # (ray/autoscaler/_private/aws: config.py, node_provider.py, cloudwatch) and the schema names.
+    provider = config.get("provider") or {}
+    if provider.get("type") == "aws":
+        for key in provider:
+            if key not in AWS_PROVIDER_KEYS:
+                errors.append(f"{name}: provider.{key}: not read by Ray's AWS provider "
+                              f"(known: {', '.join(sorted(AWS_PROVIDER_KEYS))})")
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
         for i, command in enumerate(config.get(key) or []):
             for flag in ray_start_flags(command):

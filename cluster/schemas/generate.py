@@ -72,7 +72,7 @@ def schema_file(kind: str) -> str:
 
 def build(kind: str, crd_path: Path, tag: str) -> dict:
     raw = crd_path.read_bytes()
-    crd = yaml.safe_load(raw)
+    crd = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: 10x faster
     if crd.get("kind") != "CustomResourceDefinition" or crd["spec"]["names"]["kind"] != kind:
         raise SystemExit(f"error: {crd_path} is not the {kind} CustomResourceDefinition")
     version = next((v for v in crd["spec"]["versions"] if v.get("storage")), None)
