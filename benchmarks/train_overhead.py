@@ -1,10 +1,15 @@
 """Per-epoch overhead of the Ray Train path (1 worker) against a plain PyTorch loop, in one run.
 
-Both train the same DVE network on the same synthetic data with the same sampler, transform,
-optimiser and number of epochs, with the same thread count. Start-up (Ray, the Train controller and
-worker, the first batch) is reported separately from steady-state epochs. Prints one JSON object.
+Both train the same DVE network on the same synthetic data with the same sampler, transform, optimiser
+and epochs, with the same thread count. The two alternate in rounds (plain, Ray, Ray, plain, ...: ABBA,
+so slow drifts of a shared machine cancel), and each round gives one overhead: the median steady epoch
+of Ray Train over the plain loop's (the first epoch of each is left out: allocator warm-up, lazy
+imports). The result is the median over rounds with the spread (min..max). The fixed start-up, paid
+once per training, is reported apart: ``ray.init``, then from ``fit()`` to the worker's first line
+(controller and worker process start), then everything else outside the epochs (imports and data set-up
+in the worker, per-epoch checkpoints, shutdown). Prints one JSON object.
 
-    python benchmarks/train_overhead.py [--epochs 4] [--size 64] [--threads 2]
+    python benchmarks/train_overhead.py [--rounds 4] [--epochs 6] [--size 64] [--threads 2]
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 TARGET_OVERHEAD = 0.10
 PRESET = "cpu"
 CONFIG = {"backbone.kwargs": {}, "optim.lr": 1e-3, "batch.ids_per_batch": 8, "batch.images_per_id": 4}
+STAMP_ENV = "REID_BENCHMARK_WORKER_STAMP"  # set before ray.init: local workers inherit it
 
 
 def plain_loop(manifest: str, overrides: dict, threads: int) -> dict:
@@ -65,37 +71,50 @@ def plain_loop(manifest: str, overrides: dict, threads: int) -> dict:
     return {"setup_s": setup_s, "epochs": epochs}
 
 
-def ray_train(manifest: str, overrides: dict, threads: int, home: Path) -> dict:
-    import ray
+def stamped_worker(config: dict) -> None:
+    """``train_worker`` that first writes the time its process reached the training function."""
+    from reid_core.engine.loop import train_worker
 
+    Path(os.environ[STAMP_ENV]).write_text(repr(time.time()))
+    train_worker(config)
+
+
+def ray_train(manifest: str, overrides: dict, threads: int, home: Path, round_index: int) -> dict:
+    import reid_core.pipelines.train as train_pipeline
     from reid_core.engine.loop import TrainJob
-    from reid_core.pipelines.train import run_training
     from reid_core.settings import Settings
 
     settings = Settings.from_env({"REID_HOME": str(home)})
-    t0 = time.perf_counter()
-    ray.init(num_cpus=threads, include_dashboard=False, log_to_driver=False)
-    init_s = time.perf_counter() - t0
     # eval_every beyond the run: only the last epoch evaluates, and outside the timed epoch anyway.
     job = TrainJob(manifest=manifest, species="tiger", preset=PRESET, overrides=overrides, eval_every=10_000)
-    t1 = time.perf_counter()
-    outcome = run_training(job, workers=1, run_name="overhead", settings=settings, cpus_per_worker=threads)
-    fit_s = time.perf_counter() - t1
-    ray.shutdown()
-    history = outcome.progress.history
-    epoch_s = [h["train.epoch_s"] for h in history]
-    return {"ray_init_s": init_s, "fit_s": fit_s, "epochs": [{"seconds": s} for s in epoch_s],
-            "images_per_s_reported": [h["train.images_per_s"] for h in history]}
+    train_pipeline.train_worker = stamped_worker  # what run_training hands to the TorchTrainer
+    started = time.time()
+    outcome = train_pipeline.run_training(job, workers=1, run_name=f"overhead-{round_index}", settings=settings,
+                                          cpus_per_worker=threads)
+    fit_s = time.time() - started
+    epochs = [h["train.epoch_s"] for h in outcome.progress.history]
+    to_worker = float(Path(os.environ[STAMP_ENV]).read_text()) - started
+    return {"epochs": epochs, "fit_s": fit_s, "to_worker_s": to_worker,
+            "worker_outside_epochs_s": fit_s - to_worker - sum(epochs)}
+
+
+def steady(epochs: list[float]) -> float:
+    return statistics.median(epochs[1:])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=4, help="plain / Ray Train pairs, in ABBA order")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs per training (the first is left out)")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--individuals", type=int, default=24)
     parser.add_argument("--images-per-individual", type=int, default=8)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2: the first epoch of each training is left out")
+
+    import ray
 
     from reid_core.data import synthetic
 
@@ -106,27 +125,42 @@ def main() -> None:
                            val_fraction=0.1, test_fraction=0.1)
         manifest = str(tmp / "data" / "manifest.parquet")
         overrides = {**CONFIG, "input.size": args.size, "schedule.epochs": args.epochs}
-        plain = plain_loop(manifest, overrides, args.threads)
-        via_ray = ray_train(manifest, overrides, args.threads, tmp / "home")
+        os.environ[STAMP_ENV] = str(tmp / "worker-started")
+        t0 = time.perf_counter()
+        ray.init(num_cpus=args.threads, include_dashboard=False, log_to_driver=False)
+        ray_init_s = time.perf_counter() - t0
+        rounds = []
+        for index in range(args.rounds):
+            order = ("plain", "ray") if index % 4 in (0, 3) else ("ray", "plain")
+            result = {}
+            for arm in order:
+                result[arm] = (plain_loop(manifest, overrides, args.threads) if arm == "plain" else
+                               ray_train(manifest, overrides, args.threads, tmp / "home", index))
+            rounds.append(result)
+        ray.shutdown()
+        images = rounds[0]["plain"]["epochs"][0]["images"]
 
-    images = plain["epochs"][0]["images"]
-    # Steady state: the first epoch of each carries one-off costs (allocator, lazy imports).
-    plain_epoch = statistics.median(e["seconds"] for e in plain["epochs"][1:])
-    ray_epoch = statistics.median(e["seconds"] for e in via_ray["epochs"][1:])
-    overhead = ray_epoch / plain_epoch - 1
-    # Ray start, Train controller and worker start-up, per-epoch checkpoints and the final evaluation.
-    startup = via_ray["ray_init_s"] + via_ray["fit_s"] - sum(e["seconds"] for e in via_ray["epochs"])
+    overheads = [steady(r["ray"]["epochs"]) / steady([e["seconds"] for e in r["plain"]["epochs"]]) - 1
+                 for r in rounds]
+    overhead = statistics.median(overheads)
+    plain_epochs = [e["seconds"] for r in rounds for e in r["plain"]["epochs"][1:]]
+    ray_epochs = [s for r in rounds for s in r["ray"]["epochs"][1:]]
     print(json.dumps({
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "threads": args.threads, "load_avg_after": os.getloadavg()},
-        "workload": {"method": "dve", "preset": PRESET, **overrides, "train_images_per_epoch": images},
-        "baseline_plain_pytorch": {"epoch_s_median": round(plain_epoch, 3),
-                                   "images_per_s": round(images / plain_epoch, 2),
-                                   "epochs_s": [round(e["seconds"], 3) for e in plain["epochs"]]},
-        "ray_train_1_worker": {"epoch_s_median": round(ray_epoch, 3), "images_per_s": round(images / ray_epoch, 2),
-                               "epochs_s": [round(e["seconds"], 3) for e in via_ray["epochs"]],
-                               "outside_epochs_s": round(startup, 2), "ray_init_s": round(via_ray["ray_init_s"], 2)},
+        "workload": {"method": "dve", "preset": PRESET, **overrides, "train_images_per_epoch": images,
+                     "rounds": args.rounds},
+        "baseline_plain_pytorch": {"epoch_s_median": round(statistics.median(plain_epochs), 3),
+                                   "images_per_s": round(images / statistics.median(plain_epochs), 2)},
+        "ray_train_1_worker": {"epoch_s_median": round(statistics.median(ray_epochs), 3),
+                               "images_per_s": round(images / statistics.median(ray_epochs), 2)},
         "per_epoch_overhead": round(overhead, 4),
+        "per_epoch_overhead_rounds": [round(o, 4) for o in overheads],
+        "per_epoch_overhead_spread": [round(min(overheads), 4), round(max(overheads), 4)],
+        "startup_s": {"ray_init": round(ray_init_s, 2),
+                      "fit_to_worker_rounds": [round(r["ray"]["to_worker_s"], 2) for r in rounds],
+                      "worker_outside_epochs_rounds": [round(r["ray"]["worker_outside_epochs_s"], 2) for r in rounds],
+                      "plain_setup_rounds": [round(r["plain"]["setup_s"], 2) for r in rounds]},
         "target_overhead_max": TARGET_OVERHEAD,
         "target_ok": overhead <= TARGET_OVERHEAD,
     }, indent=2))
