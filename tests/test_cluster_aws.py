@@ -121,7 +121,12 @@ def test_the_launchers_bootstrap_under_moto(aws_dummies):
         roles = boto3.client("iam").list_roles()["Roles"]
         groups = boto3.client("ec2").describe_security_groups()["SecurityGroups"]
     assert roles == []  # the launcher did not create its ray-autoscaler-v1 role (EC2 + S3 full access)
-    assert any(g["GroupName"] == "ray-autoscaler-reid" for g in groups)
+    group = next(g for g in groups if g["GroupName"] == "ray-autoscaler-reid")
+    # From outside only SSH (the dashboard stays on 127.0.0.1, reached through `ray dashboard`).
+    open_to_world = [(p.get("FromPort"), p.get("ToPort")) for p in group["IpPermissions"] if p.get("IpRanges")]
+    assert open_to_world == [(22, 22)]
+    assert [p["UserIdGroupPairs"][0]["GroupId"] for p in group["IpPermissions"] if p.get("UserIdGroupPairs")] == \
+        [group["GroupId"]]
     types = boot["available_node_types"]
     assert types["ray.head.default"]["resources"] == {"CPU": 0}
     assert types["ray.worker.gpu.g5"]["resources"]["GPU"] == 1
