@@ -56,6 +56,15 @@ def join(base: str | Path, *parts: str) -> str:
     return str(Path(base, *parts))
 
 
+def list_files(root: str | Path, filesystem: pafs.FileSystem | None = None) -> list[str]:
+    """Every file under ``root`` (recursive), as URIs of the same kind (s3:// or absolute local paths),
+    sorted; an empty list when ``root`` does not exist."""
+    fs, path = resolve(root, filesystem)
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    prefix = S3_SCHEME if is_s3(str(root)) else ""
+    return sorted(prefix + info.path for info in infos if info.type == pafs.FileType.File)
+
+
 def exists(uri: str | Path, filesystem: pafs.FileSystem | None = None) -> bool:
     fs, path = resolve(uri, filesystem)
     return fs.get_file_info(path).type != pafs.FileType.NotFound

@@ -34,6 +34,7 @@ SEGMENTATION_SCHEMA: dict[str, pl.DataType] = {
     "seg_method": pl.String,
     "seg_status": pl.String,
     "seg_error": pl.String,
+    "seg_config": pl.String,  # JSON: the segmenter and masking settings (identify prepares new photos alike)
 }
 PARTS_SCHEMA: dict[str, pl.DataType] = {"parts_uri": pl.String}
 OPTIONAL_SCHEMA = {**SEGMENTATION_SCHEMA, **PARTS_SCHEMA}

@@ -33,7 +33,7 @@ def ensure_synthetic(settings: Settings, individuals: int, images: int, size: in
     return df
 
 
-def segment_with_reference_masks(settings: Settings, manifest_uri: str) -> str:
+def segment_with_reference_masks(settings: Settings, manifest_uri: str, verbose: bool = False) -> str:
     """Background removal for the demo. The synthetic species come with exact masks, so the demo runs
     the segmentation pipeline with them (``--method reference``) instead of SAM + ISNet, whose weights a
     fresh machine does not have. Cropped to the animal: from random weights at 64 px, the network
@@ -44,9 +44,26 @@ def segment_with_reference_masks(settings: Settings, manifest_uri: str) -> str:
 
     job = SegmentJob(manifest=manifest_uri, method="reference", masking=MaskingConfig(crop=True),
                      actors=1, batch_size=64)
-    report = run(job, settings=settings)
+    report = run(job, settings=settings, verbose=verbose)
     print(format_report(report))
     return report.manifest_out
+
+
+HELD_OUT_INDIVIDUALS = 3
+
+
+def identify_example(manifest_uri: str, settings: Settings, species: str = "tiger") -> tuple[str, str]:
+    """Two manifests for trying ``identify``: the test split's query photos, and its gallery photos
+    less ``HELD_OUT_INDIVIDUALS`` individuals (so some photos show individuals the gallery lacks)."""
+    test = manifest.read(manifest_uri).filter((pl.col("species") == species) & (pl.col("split") == "test"))
+    held_out = sorted(test["individual"].unique().to_list())[:HELD_OUT_INDIVIDUALS]
+    gallery = test.filter((pl.col("role") != "query") & ~pl.col("individual").is_in(held_out))
+    photos = test.filter(pl.col("role") == "query")
+    paths = (str(settings.data_dir / f"identify_{species}_photos.parquet"),
+             str(settings.data_dir / f"identify_{species}_gallery.parquet"))
+    manifest.write(photos, paths[0])
+    manifest.write(gallery, paths[1])
+    return paths
 
 
 def main(argv: list[str]) -> int:
@@ -61,7 +78,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-concurrent", type=int, default=2, help="trials at a time")
     parser.add_argument("--species", default=",".join(SPECIES), help="comma-separated species to tune")
     parser.add_argument("--no-tune", action="store_true", help="stop after the data and the baselines")
+    parser.add_argument("--verbose", action="store_true", help="Ray's, Tune's and MLflow's own output")
     args = parser.parse_args(argv)
+    from reid_core.pipelines import console
+
+    console.configure(args.verbose)
     started = time.perf_counter()
 
     settings = Settings.from_env()
@@ -77,15 +98,17 @@ def main(argv: list[str]) -> int:
     from reid_core.pipelines.ray_runtime import init_ray
     from reid_core.pipelines.tune import TuneRequest, run_tuning
 
-    init_ray(settings)
+    init_ray(settings, verbose=args.verbose)
     print("\nBackground removal (Ray Data; the synthetic reference masks stand in for SAM + ISNet):")
-    masked_manifest = segment_with_reference_masks(settings, str(settings.synthetic_dir / "manifest.parquet"))
+    masked_manifest = segment_with_reference_masks(settings, str(settings.synthetic_dir / "manifest.parquet"),
+                                                   args.verbose)
     species = [s.strip() for s in args.species.split(",") if s.strip()]
     print(f"\nTuning DVE per species (Ray Tune + Optuna TPE + ASHA): {args.num_samples} trials x "
           f"{args.epochs} epochs, {args.max_concurrent} at a time ...")
     request = TuneRequest(method="dve", species=species, manifest=masked_manifest, num_samples=args.num_samples,
                           max_concurrent=args.max_concurrent, epochs=args.epochs, seed=args.seed,
-                          preset=DEMO_PRESET, bounds=DEMO_BOUNDS, dataset="synthetic", cache_images=True)
+                          preset=DEMO_PRESET, bounds=DEMO_BOUNDS, dataset="synthetic", cache_images=True,
+                          verbose=args.verbose)
     summary = run_tuning(request, settings).join(
         baselines.select("species", pl.col("chance_mAP"), pl.col("chance_rank1")), on="species", how="left")
     print("\nBest DVE model per species (test split; chance = random embeddings):")
@@ -94,4 +117,8 @@ def main(argv: list[str]) -> int:
           "Open the UI with `make ui` -> http://127.0.0.1:5000 (experiment 'reid-dve'; registered models "
           "reid-dve-<species> with the alias 'candidate'). Promote one with "
           "`python workflows/promote.py --model reid-dve-tiger --alias candidate`.")
+    photos, gallery = identify_example(masked_manifest, settings)
+    print("Identify new photos with it: the tiger test split's query photos against a gallery of its other "
+          f"photos without {HELD_OUT_INDIVIDUALS} individuals, which should come out as new:\n"
+          f"  python workflows/identify.py --model reid-dve-tiger@candidate --images {photos} --gallery {gallery}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,8 +11,10 @@ import torch
 from torch import nn
 
 from reid_core import tracking
-from reid_core.engine.evaluate import evaluate_split, protocol_for
+from reid_core.data.dataset import images_to_evaluate, select_images
+from reid_core.engine.evaluate import embed_manifest, evaluate_split, protocol_for
 from reid_core.methods.contract import Method
+from reid_core.pipelines.open_set_calibration import IDENTITY_COLUMN, calibrate
 from reid_core.pipelines.restore import Restored
 
 
@@ -43,6 +46,28 @@ def test_metrics(restored: Restored, rows: pl.DataFrame, use_masked: bool) -> di
     return {f"test.{k}": float(v) for k, v in metrics.items()}
 
 
+def open_set_threshold(restored: Restored, rows: pl.DataFrame, use_masked: bool) -> dict[str, str]:
+    """The version tags of the open-set threshold calibrated on the validation split (none when that
+    split cannot give one: fewer than two individuals)."""
+    val = rows.filter(pl.col("split") == "val")
+    images = images_to_evaluate(val, use_masked, "val")
+    if images.rows[IDENTITY_COLUMN].n_unique() < 2:
+        warnings.warn(f"no open-set threshold: the validation split has {images.rows[IDENTITY_COLUMN].n_unique()} "
+                      "individual(s); identify will need --threshold", stacklevel=2)
+        return {}
+    features = embed_manifest(restored.method, restored.model, images.rows,
+                              restored.method.eval_transform(restored.config))
+    return calibrate(features, images.rows).tags()
+
+
+def preprocessing(rows: pl.DataFrame, use_masked: bool) -> dict:
+    """How the training images were made, so ``identify`` prepares new photos the same way."""
+    train = select_images(rows.filter(pl.col("split") == "train"), use_masked)
+    masked = train.column == "masked_uri"
+    configs = train.rows["seg_config"].drop_nulls().unique().to_list() if masked and "seg_config" in rows.columns else []
+    return {"masked": masked, "segmentation": configs[0] if len(configs) == 1 else None}
+
+
 def publish(
     restored: Restored,
     rows: pl.DataFrame,
@@ -63,7 +88,9 @@ def publish(
         metadata={"method": restored.method.name, "species": species,
                   "input": {"height": spec.height, "width": spec.width},
                   "protocol": protocol_for(rows.filter(pl.col("split") == "test")),
-                  "config": restored.config.model_dump(mode="json")},
+                  "config": restored.config.model_dump(mode="json"),
+                  "preprocessing": preprocessing(rows, use_masked)},
     )
-    version = tracking.register(model_uri, name, tags={**tags, **metrics, "run_id": run_id}, alias=alias)
+    threshold = open_set_threshold(restored, rows, use_masked)
+    version = tracking.register(model_uri, name, tags={**tags, **metrics, **threshold, "run_id": run_id}, alias=alias)
     return Published(metrics, model_uri, name, str(getattr(version, "version", version)))

@@ -1,0 +1,61 @@
+"""``workflows/identify.py``: which known individual is each new photo, and which are new individuals."""
+
+from __future__ import annotations
+
+import argparse
+
+from reid_core.settings import Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="identify.py",
+        description="Identify the animals in new photos with a registered model: the top-k known individuals "
+                    "of the gallery per image and a known / new decision from the model's open-set threshold. "
+                    "Writes identifications.parquet/.csv, a contact sheet per image and index.html.")
+    parser.add_argument("--model", required=True, help="NAME@ALIAS or NAME/VERSION, e.g. reid-dve-tiger@production")
+    parser.add_argument("--images", required=True, help="a folder of photos (local or s3://) or a manifest (.parquet)")
+    parser.add_argument("--gallery", required=True, help="manifest of the known individuals (segmented if the "
+                                                         "model was trained on masked images)")
+    parser.add_argument("--top-k", type=int, default=5, help="known individuals listed per image (default: 5)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="cosine distance above which an image is a new individual (default: the model "
+                             "version's threshold, calibrated on the validation split when it was published)")
+    parser.add_argument("--out", default=None, help="output folder or s3:// prefix (default: "
+                                                    "REID_HOME/identify/<model>-v<version>)")
+    parser.add_argument("--flip-tta", action="store_true", help="average the embeddings of each image and its mirror")
+    parser.add_argument("--rerank", action="store_true", help="order matches by k-reciprocal re-ranked distance")
+    parser.add_argument("--actors", type=int, default=1, help="embedding actors (one model each)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per actor; 0.5 puts two actors on a GPU")
+    parser.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per actor")
+    parser.add_argument("--cache", default=None, help="gallery embedding cache root (default: REID_HOME/gallery-cache)")
+    parser.add_argument("--no-sheets", action="store_true", help="skip the contact sheets and index.html")
+    parser.add_argument("--verbose", action="store_true", help="full tracebacks and Ray's own progress output")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from reid_core.pipelines.identify import IdentifyJob, run
+    from reid_core.tracking.versions import ModelNotFoundError
+
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    job = IdentifyJob(model=args.model, images=args.images, gallery=args.gallery, out=args.out, top_k=args.top_k,
+                      threshold=args.threshold, flip_tta=args.flip_tta, rerank=args.rerank, actors=args.actors,
+                      batch_size=args.batch_size, num_cpus=args.num_cpus, num_gpus=args.num_gpus, cache=args.cache,
+                      sheets=not args.no_sheets)
+    try:
+        report = run(job, settings)
+    except ModelNotFoundError as error:
+        raise ValueError(str(error)) from None
+    print(f"{report.images} images: {report.known} known, {report.new} new, {report.failed} failed "
+          f"(embedded now {report.embedded}, before {report.skipped}); gallery {report.gallery_images} images of "
+          f"{report.gallery_individuals} individuals, cache {report.gallery_cache}")
+    print(f"threshold {report.threshold:.4f} ({report.threshold_source})")
+    for image_id, error in report.failures:
+        print(f"  failed: {image_id}: {error}")
+    print(f"Files: {report.out}/identifications.csv, {report.out}/index.html")
+    print(f"MLflow: run {report.run_id} in experiment 'reid-identify' ({settings.tracking_uri})")
+    return 0

@@ -1,0 +1,1 @@
+"""Pictures and pages for a person: contact sheets of identifications."""

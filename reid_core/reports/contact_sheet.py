@@ -1,0 +1,90 @@
+"""Contact sheets for a person to confirm identifications: the query beside its top-k known
+individuals (one gallery image each, the nearest), with names and similarities, and one HTML page
+linking every sheet.
+
+Frames: the query's frame says the decision (known / new individual); a match's frame says whether it
+is the query's individual where that is known (a labelled query), and is neutral otherwise.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw, ImageFont
+
+TILE = 160  # px, the longer side of every picture
+CAPTION = 34  # px of text under each tile
+BORDER = 5
+COLOURS = {"known": (40, 120, 220), "new": (235, 140, 20), "correct": (30, 160, 60), "wrong": (210, 40, 40),
+           "neutral": (150, 150, 150), "failed": (120, 120, 120)}
+
+
+@dataclass(frozen=True)
+class Tile:
+    image: Image.Image | None  # None: could not be read (a grey tile)
+    lines: tuple[str, ...]
+    frame: str  # a COLOURS key
+
+
+def _font() -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=12)
+    except TypeError:  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def _tile(tile: Tile, font: ImageFont.ImageFont) -> Image.Image:
+    canvas = Image.new("RGB", (TILE + 2 * BORDER, TILE + 2 * BORDER + CAPTION), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle([0, 0, TILE + 2 * BORDER - 1, TILE + 2 * BORDER - 1], fill=COLOURS[tile.frame])
+    if tile.image is not None:
+        picture = tile.image.convert("RGB")
+        picture.thumbnail((TILE, TILE))
+        offset = (BORDER + (TILE - picture.width) // 2, BORDER + (TILE - picture.height) // 2)
+        draw.rectangle([BORDER, BORDER, BORDER + TILE - 1, BORDER + TILE - 1], fill="white")
+        canvas.paste(picture, offset)
+    else:
+        draw.rectangle([BORDER, BORDER, BORDER + TILE - 1, BORDER + TILE - 1], fill=(220, 220, 220))
+    for i, line in enumerate(tile.lines[:2]):
+        draw.text((BORDER, TILE + 2 * BORDER + 2 + 15 * i), line[:26], fill="black", font=font)
+    return canvas
+
+
+def render_sheet(query: Tile, matches: Sequence[Tile], gap: int = 12) -> Image.Image:
+    """One row: the query, a gap, then the matches in rank order."""
+    font = _font()
+    tiles = [_tile(query, font)] + [_tile(m, font) for m in matches]
+    width = sum(t.width for t in tiles) + gap * len(matches) + gap
+    sheet = Image.new("RGB", (width, tiles[0].height), "white")
+    x = 0
+    for index, tile in enumerate(tiles):
+        sheet.paste(tile, (x, 0))
+        x += tile.width + (2 * gap if index == 0 else gap)
+    return sheet
+
+
+def write_index(path: str, title: str, entries: Sequence[dict], summary: Sequence[str] = ()) -> str:
+    """An HTML page with one row per entry (``sheet`` relative link, ``image_id``, ``decision``,
+    ``top1``, ``score``, ``error``); returns its text after writing it to ``path``."""
+    rows = []
+    for entry in entries:
+        decision = entry.get("decision") or "failed"
+        sheet = (f'<a href="{html.escape(entry["sheet"])}"><img src="{html.escape(entry["sheet"])}" height="120"></a>'
+                 if entry.get("sheet") else html.escape(entry.get("error") or ""))
+        rows.append(f'<tr class="{decision}"><td>{html.escape(str(entry["image_id"]))}</td>'
+                    f'<td>{decision}</td><td>{html.escape(str(entry.get("top1") or ""))}</td>'
+                    f'<td>{entry.get("score") if entry.get("score") is not None else ""}</td><td>{sheet}</td></tr>')
+    style = ("body{font-family:sans-serif}td{padding:4px 8px;vertical-align:middle}"
+             "tr.new td:nth-child(2){color:#eb8c14;font-weight:bold}tr.known td:nth-child(2){color:#2878dc}"
+             "tr.failed td:nth-child(2){color:#787878}")
+    text = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
+            + "".join(f"<p>{html.escape(line)}</p>" for line in summary)
+            + "<table><tr><th>image</th><th>decision</th><th>top-1</th><th>similarity</th><th>contact sheet</th></tr>"
+            + "".join(rows) + "</table></body></html>")
+    from reid_core.data import io as rio
+
+    rio.write_bytes(path, text.encode())
+    return text
