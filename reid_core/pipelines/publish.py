@@ -14,6 +14,7 @@ from reid_core import tracking
 from reid_core.data.dataset import images_to_evaluate, select_images
 from reid_core.engine.evaluate import embed_manifest, evaluate_split, protocol_for
 from reid_core.methods.contract import Method
+from reid_core.pipelines.model_pictures import log_model_pictures
 from reid_core.pipelines.open_set_calibration import IDENTITY_COLUMN, calibrate
 from reid_core.pipelines.restore import Restored
 
@@ -56,7 +57,7 @@ def open_set_threshold(restored: Restored, rows: pl.DataFrame, use_masked: bool)
                       "individual(s); identify will need --threshold", stacklevel=2)
         return {}
     features = embed_manifest(restored.method, restored.model, images.rows,
-                              restored.method.eval_transform(restored.config))
+                              restored.method.eval_transform(restored.config), column=images.column)
     return calibrate(features, images.rows).tags()
 
 
@@ -93,4 +94,5 @@ def publish(
     )
     threshold = open_set_threshold(restored, rows, use_masked)
     version = tracking.register(model_uri, name, tags={**tags, **metrics, **threshold, "run_id": run_id}, alias=alias)
+    log_model_pictures(restored, rows, run_id, name, str(getattr(version, "version", version)), use_masked=use_masked)
     return Published(metrics, model_uri, name, str(getattr(version, "version", version)))
