@@ -219,3 +219,10 @@ class Method:
         """Test-time embeddings (L2-normalised) of normalised images; called in eval mode."""
         raise NotImplementedError
 
+    # -- pictures --------------------------------------------------------------------------------
+    def figures(self, network: nn.Module, config: MethodConfig, rows: pl.DataFrame, column: str) -> dict[str, Any]:
+        """Method-specific pictures of a trained network, logged with the registered model: name ->
+        PIL image (e.g. DVE's correspondence maps). ``rows`` are test images, their URIs in
+        ``column``. None by default; publishing adds the generic rank lists and embedding plot."""
+        return {}
+

@@ -25,6 +25,7 @@ import polars as pl
 from reid_core import tracking
 from reid_core.data import manifest
 from reid_core.engine.loop import TrainJob
+from reid_core.pipelines import console
 from reid_core.pipelines.cli import format_table
 from reid_core.pipelines.ray_runtime import init_ray, worker_env
 from reid_core.settings import Settings
@@ -57,6 +58,7 @@ class CompareRequest:
     cpus_per_run: float = 1.0
     dataset: str = "custom"
     out_dir: str | None = None  # default: REID_HOME/compare/compare-<UTC time>
+    verbose: bool = False  # the trainings' own (Ray worker) output on the console
 
 
 @dataclass
@@ -340,13 +342,12 @@ def run_compare(request: CompareRequest, settings: Settings | None = None) -> Co
         raise ValueError("name at least one method (--methods) and one species (--species)")
     specs = plan_runs(request, settings)  # every usage error before Ray, MLflow or any training starts
     all_rows = manifest.read(request.manifest)
+    used_rows = all_rows.filter(pl.col("species").is_in(request.species))
     tags = tracking.standard_tags(species=",".join(request.species), method=",".join(request.methods),
-                                  dataset=request.dataset,
-                                  data_version=tracking.data_version(
-                                      all_rows.filter(pl.col("species").is_in(request.species))))
+                                  dataset=request.dataset, data_version=tracking.data_version(used_rows))
     import ray
 
-    init_ray(settings)
+    init_ray(settings, verbose=request.verbose)
     started = time.perf_counter()
     futures = launch(specs, request)  # trainings start while the driver sets up the MLflow runs
     child_ids: list[str] = []
@@ -359,26 +360,41 @@ def run_compare(request: CompareRequest, settings: Settings | None = None) -> Co
                     "preset": request.preset, "epochs": request.epochs, "use_masked": request.use_masked,
                     "cpus_per_run": request.cpus_per_run,
                     "overrides": json.dumps(request.overrides, sort_keys=True)})
+        tracking.log_manifest_input(run_id, used_rows, request.manifest,
+                                    tracking.dataset_name(request.dataset, request.species), settings=settings)
+        species_rows = {s: all_rows.filter(pl.col("species") == s) for s in request.species}
+        progress = console.Progress(f"compare {','.join(request.methods)}", len(specs), "trainings")
         # Each child run is logged as its training finishes; a failed training fails the comparison after
         # the others finished (their checkpoints make a rerun resume rather than start over).
         finished: dict[int, dict] = {}
         index = {future: i for i, future in enumerate(futures)}
         pending, failure = list(futures), None
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            try:
-                result = ray.get(done[0])
-            except ray.exceptions.RayTaskError as error:
-                failure = failure or error
-                continue
-            spec = specs[index[done[0]]]
-            finished[index[done[0]]] = result
-            child_ids.append(tracking.log_trial_run(
-                run_id, _child_params(spec, request), result["history"],
-                final_metrics={k: v for k, v in result.items() if k.startswith("test.")},
-                tags={"method": spec.job.method, "species": spec.job.species, "seed": spec.job.seed,
-                      "run_kind": "compare_run"},
-                run_name=f"{spec.job.method}-{spec.job.species}-seed{spec.job.seed}", settings=settings))
+        failed = 0
+        with progress:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                try:
+                    result = ray.get(done[0])
+                except ray.exceptions.RayTaskError as error:
+                    failure = failure or error
+                    failed += 1
+                    progress.advance(1, failed=failed)
+                    continue
+                spec = specs[index[done[0]]]
+                finished[index[done[0]]] = result
+                child_ids.append(tracking.log_trial_run(
+                    run_id, _child_params(spec, request), result["history"],
+                    final_metrics={k: v for k, v in result.items() if k.startswith("test.")},
+                    tags={"method": spec.job.method, "species": spec.job.species, "seed": spec.job.seed,
+                          "run_kind": "compare_run"},
+                    run_name=f"{spec.job.method}-{spec.job.species}-seed{spec.job.seed}", settings=settings))
+                tracking.log_manifest_input(child_ids[-1], species_rows[spec.job.species], request.manifest,
+                                            tracking.dataset_name(request.dataset, spec.job.species),
+                                            settings=settings)
+                progress.advance(1, last=f"{spec.job.method}-{spec.job.species}-seed{spec.job.seed} "
+                                         f"mAP {result.get('test.mAP', float('nan')):.3f}")
+            progress.close(f"{len(finished)} trainings tested ({sum(r['skipped_training'] for r in finished.values())} "
+                           f"reused), {failed} failed")
         if failure is not None:
             raise failure
         results = [finished[i] for i in range(len(specs))]

@@ -33,7 +33,10 @@ def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     args = build_parser(settings).parse_args(argv)
     from reid_core.data import manifest
+    from reid_core.pipelines import console
     from reid_core.pipelines.compare import CompareRequest, run_compare
+
+    console.configure(args.verbose)
 
     species = _names(args.species)
     if not species:
@@ -42,7 +45,8 @@ def main(argv: list[str]) -> int:
         manifest=args.manifest, methods=_names(args.methods), species=species, seeds=args.seeds,
         base_seed=args.seed, preset=args.preset, overrides=parse_assignments(args.overrides, "--set"),
         epochs=args.epochs, use_masked=not args.original_images, use_gpu=args.use_gpu,
-        cpus_per_run=args.cpus_per_run, dataset=args.dataset or dataset_name(args.manifest), out_dir=args.out)
+        cpus_per_run=args.cpus_per_run, dataset=args.dataset or dataset_name(args.manifest), out_dir=args.out,
+        verbose=args.verbose)
     settings.ensure_dirs()
     result = run_compare(request, settings)
     skipped = int(result.runs["skipped_training"].sum())

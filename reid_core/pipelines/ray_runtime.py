@@ -19,13 +19,19 @@ def worker_env() -> dict[str, str]:
     return {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
 
 
-def init_ray(settings: Settings, *, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+def init_ray(settings: Settings, *, num_cpus: int | None = None, num_gpus: int | None = None,
+             verbose: bool = False) -> None:
+    """Attach to the configured cluster (``RAY_ADDRESS``, or the one running this script as a Ray job),
+    else start a local Ray of its own (``address="local"``: never a head some other ``ray start`` left
+    on this machine). Workers' output reaches this console only with ``verbose`` (``console``)."""
     import ray
+
+    from reid_core.pipelines.console import ray_init_kwargs
 
     if ray.is_initialized():
         return
     attaching = bool(settings.ray_address or os.environ.get("RAY_JOB_ID"))
-    kwargs: dict = {"include_dashboard": False, "log_to_driver": True}
+    kwargs: dict = {"include_dashboard": False, **ray_init_kwargs(verbose)}
     if not attaching:
         kwargs |= {"num_cpus": num_cpus or os.cpu_count(), "num_gpus": num_gpus}
-    ray.init(address=settings.ray_address, **kwargs)
+    ray.init(address=settings.ray_address if attaching else "local", **kwargs)

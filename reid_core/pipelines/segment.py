@@ -497,14 +497,17 @@ def _check_gpus(job: SegmentJob, settings: Settings) -> str | None:
     return message + " (waiting for the autoscaler)"
 
 
-def _execute(job: SegmentJob, plan: Plan, filesystem: pafs.FileSystem | None, settings: Settings) -> pl.DataFrame:
+def _execute(job: SegmentJob, plan: Plan, filesystem: pafs.FileSystem | None, settings: Settings,
+             verbose: bool = False) -> pl.DataFrame:
     import ray
 
+    from reid_core.pipelines import console
     from reid_core.pipelines.ray_runtime import init_ray
 
     report = plan.report
     started = time.perf_counter()
-    init_ray(settings)
+    init_ray(settings, verbose=verbose)
+    console.configure_ray_data(verbose)
     report.ray_init_s = time.perf_counter() - started
     note = _check_gpus(job, settings)
     if note:
@@ -534,13 +537,18 @@ def _execute(job: SegmentJob, plan: Plan, filesystem: pafs.FileSystem | None, se
         num_gpus=job.num_gpus or None,
         **({"runtime_env": {"env_vars": env}} if env else {}),
     )
-    results, first, processed_at_first = [], None, 0
+    results, first, processed_at_first, failed = [], None, 0, 0
     execution = time.perf_counter()
-    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-        results.append(batch)
-        if first is None:
-            first = time.perf_counter() - execution
-            processed_at_first = batch.num_rows
+    progress = console.Progress(f"segment {job.method}", table.num_rows, "images")
+    with progress:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            results.append(batch)
+            if first is None:
+                first = time.perf_counter() - execution
+                processed_at_first = batch.num_rows
+            failed += sum(1 for status in batch.column("seg_status").to_pylist() if status == "failed")
+            progress.advance(batch.num_rows, failed=failed)
+        progress.close(f"{progress.done} images, {failed} failed")
     report.run_s = time.perf_counter() - execution
     report.first_batch_s = first
     records = pl.from_arrow(pa.concat_tables(results)) if results else pl.from_arrow(RESULT_SCHEMA.empty_table())
@@ -581,7 +589,7 @@ def _compact_journal(output: str, records: pl.DataFrame, old: list[str], filesys
 
 
 def run(job: SegmentJob, *, filesystem: pafs.FileSystem | None = None, settings: Settings | None = None,
-        dry_run: bool = False) -> SegmentReport:
+        dry_run: bool = False, verbose: bool = False) -> SegmentReport:
     """Segment the selected rows that are not done yet; write the outputs and the updated manifest."""
     settings = settings or Settings.from_env()
     plan = make_plan(job, filesystem, clean=not dry_run)
@@ -590,7 +598,7 @@ def run(job: SegmentJob, *, filesystem: pafs.FileSystem | None = None, settings:
     if dry_run:
         return report
     if len(plan.todo):
-        fresh = _execute(job, plan, filesystem, settings)
+        fresh = _execute(job, plan, filesystem, settings, verbose)
     else:
         fresh = pl.from_arrow(RESULT_SCHEMA.empty_table())
     everything = pl.concat([plan.previous, fresh], how="diagonal_relaxed") if len(plan.previous) else fresh

@@ -57,6 +57,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
                         help="refuse images with more pixels (decompression bombs, panoramas)")
     parser.add_argument("--no-quality", dest="quality", action="store_false",
                         help="skip the IoU against reference masks (ref_mask_uri)")
+    parser.add_argument("--verbose", action="store_true", help="Ray's and Ray Data's own progress output")
     return parser
 
 
@@ -107,6 +108,9 @@ def format_report(report: SegmentReport) -> str:
 def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     args = build_parser(settings).parse_args(argv)
+    from reid_core.pipelines import console
+
+    console.configure(args.verbose)
     job = job_from_args(args)
     if ":" not in job.method:
         from reid_core.segmentation.factory import names
@@ -118,7 +122,7 @@ def main(argv: list[str]) -> int:
         check_options(job.method, job.options)
     except ValueError as error:
         raise SystemExit(str(error)) from None
-    report = run(job, settings=settings, dry_run=args.dry_run)
+    report = run(job, settings=settings, dry_run=args.dry_run, verbose=args.verbose)
     print("\n" + format_report(report))
     print(json.dumps({"summary": report.to_dict()}, default=str))
     return 0

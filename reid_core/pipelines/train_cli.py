@@ -24,9 +24,20 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     return parser
 
 
+def original_images_note(job, column: str) -> str | None:
+    """Said on the driver (the workers' own warning reaches the console only with --verbose)."""
+    if job.use_masked and column != "masked_uri":
+        return (f"note: the {job.species!r} training rows have no masked images (masked_uri): training on the "
+                "original images, backgrounds included (segment them first with workflows/segment.py)")
+    return None
+
+
 def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     args = build_parser(settings).parse_args(argv)
+    from reid_core.pipelines import console
+
+    console.configure(args.verbose)
     from reid_core import tracking
     from reid_core.engine.loop import TrainJob, check_job, load_species_rows
     from reid_core.methods.registry import get_method
@@ -46,9 +57,12 @@ def main(argv: list[str]) -> int:
     images = check_job(job, rows, max(1, args.workers))
     if images.left_out:
         print(f"left out {images.left_out} training rows whose segmentation failed (no masked image)")
+    note = original_images_note(job, images.column)
+    if note:
+        print(note)
 
     outcome = run_training(job, workers=args.workers, run_name=run_name, settings=settings,
-                           max_failures=args.max_failures)
+                           max_failures=args.max_failures, verbose=args.verbose)
     restored = restore(outcome.checkpoint_dir)
     experiment = tracking.experiment_name(args.method)
     experiment_id = tracking.get_or_create_experiment(experiment, settings)
@@ -57,6 +71,8 @@ def main(argv: list[str]) -> int:
                                   manifest=rio.absolute(args.manifest))
     client = tracking.configure(settings)
     run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    tracking.log_manifest_input(run_id, rows, args.manifest, tracking.dataset_name(tags["dataset"], args.species),
+                                settings=settings)
     meta = restored.progress.meta
     tracking.log_params(run_id, {"workers": args.workers, "seed": args.seed, "use_masked": job.use_masked,
                                  "preset": job.preset, **meta["config"]},

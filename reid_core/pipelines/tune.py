@@ -24,6 +24,7 @@ from reid_core.engine import checkpoint as ckpt
 from reid_core.engine.loop import TrainJob, check_job, load_species_rows, train, train_worker
 from reid_core.engine.session import TuneTrialSession
 from reid_core.methods.registry import get_method
+from reid_core.pipelines import console
 from reid_core.pipelines.publish import publish
 from reid_core.pipelines.ray_runtime import init_ray
 from reid_core.pipelines.restore import latest_checkpoint, restore
@@ -53,6 +54,7 @@ class TuneRequest:
     dataset: str = "custom"
     cpus_per_trial: float = 1.0
     cache_images: bool = False
+    verbose: bool = False  # Ray Tune's status tables and the trials' own output on the console
 
 
 @dataclass
@@ -81,7 +83,8 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def run_trial(config: dict, *, base: dict, workers: int, storage_path: str, cpus_per_trial: float) -> None:
+def run_trial(config: dict, *, base: dict, workers: int, storage_path: str, cpus_per_trial: float,
+              verbose: bool = False) -> None:
     """The Tune function trainable: one full training with the sampled overrides."""
     import ray.tune
 
@@ -106,13 +109,15 @@ def run_trial(config: dict, *, base: dict, workers: int, storage_path: str, cpus
             storage_path=storage_path,
             callbacks=[TuneReportCallback()],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            logging_config=console.train_logging_config(verbose),
         ),
     )
     trainer.fit()
 
 
-def _trial_logger(parent_run_id: str, tags: Mapping[str, str], settings: Settings):
-    """A Tune callback (driver side) mirroring each trial into an MLflow child run as it runs."""
+def _trial_logger(parent_run_id: str, tags: Mapping[str, str], settings: Settings, data_input=None):
+    """A Tune callback (driver side) mirroring each trial into an MLflow child run as it runs;
+    ``data_input(run_id)`` logs the sweep's manifest as the run's dataset input."""
     from ray.tune import Callback
 
     class TrialRunLogger(Callback):
@@ -123,6 +128,8 @@ def _trial_logger(parent_run_id: str, tags: Mapping[str, str], settings: Setting
             self.run_ids[trial.trial_id] = tracking.start_trial_run(
                 parent_run_id, params=trial.config, tags={**tags, "trial_id": trial.trial_id},
                 run_name=f"trial-{trial.trial_id}", settings=settings)
+            if data_input is not None:
+                data_input(self.run_ids[trial.trial_id])
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             metrics = {k: v for k, v in result.items() if k.startswith(("train.", "val."))}
@@ -136,6 +143,53 @@ def _trial_logger(parent_run_id: str, tags: Mapping[str, str], settings: Setting
             tracking.end_run(self.run_ids[trial.trial_id], "FAILED", settings=settings)
 
     return TrialRunLogger()
+
+
+def _trial_progress(species: str, num_samples: int, epochs: int, enabled: bool = True):
+    """A Tune callback (driver side) moving one progress over the sweep's trials: finished (completed,
+    stopped early by ASHA or failed) of ``num_samples``, with the running trials, the epochs trained
+    so far and the best validation mAP as its status."""
+    from ray.tune import Callback
+
+    class TrialProgress(Callback):
+        def __init__(self) -> None:
+            self.bar = console.Progress(f"tune {species}", num_samples, "trials", enabled=enabled)
+            self.epochs: dict[str, int] = {}
+            self.scores: dict[str, float] = {}  # each trial's latest val.mAP (what picks the best trial)
+            self.stopped_early = self.failed = 0
+
+        def _best(self) -> tuple[str, float] | None:
+            return max(self.scores.items(), key=lambda item: item[1]) if self.scores else None
+
+        def _status(self, trials, ended=None) -> dict:
+            running = sum(1 for t in trials if t.status == "RUNNING" and t is not ended)
+            best = self._best()
+            return {"running": running, "epochs": f"{sum(self.epochs.values())}/{num_samples * epochs}",
+                    f"best {METRIC}": f"{best[1]:.4g} ({best[0]})" if best else None}
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.epochs[trial.trial_id] = int(result.get(TIME_ATTR, self.epochs.get(trial.trial_id, 0)))
+            if METRIC in result:
+                self.scores[trial.trial_id] = float(result[METRIC])
+            self.bar.set_status(**self._status(trials))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            if self.epochs.get(trial.trial_id, 0) < epochs:
+                self.stopped_early += 1
+            self.bar.advance(1, **self._status(trials, ended=trial))
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.failed += 1
+            self.scores.pop(trial.trial_id, None)
+            self.bar.advance(1, **self._status(trials, ended=trial))
+
+        def summary(self) -> str:
+            best = self._best()
+            text = (f"{self.bar.done} trials, {sum(self.epochs.values())} epochs ({self.stopped_early} stopped "
+                    f"early by ASHA, {self.failed} failed)")
+            return text + (f", best {METRIC} {best[1]:.4g} (trial {best[0]})" if best else "")
+
+    return TrialProgress()
 
 
 def _best_checkpoint_dir(best, storage_path: str) -> Path:
@@ -180,17 +234,26 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
     tags = tracking.standard_tags(species=species, method=request.method, dataset=request.dataset,
                                   data_version=tracking.data_version(rows), manifest=rio.absolute(request.manifest))
     fixed = base_job.overrides
+    if note := _original_images_note(request, species, rows):
+        print(note)
     parent = tracking.start_sweep_run(
         experiment, species, request.method, tags=tags,
         params={"num_samples": request.num_samples, "workers_per_trial": request.workers_per_trial,
                 "seed": request.seed, "bounds": request.bounds, "use_masked": request.use_masked,
                 "preset": request.preset, **{f"fixed.{k}": v for k, v in fixed.items()}},
         settings=settings)
+    data_name = tracking.dataset_name(request.dataset, species)
+
+    def data_input(run_id: str) -> None:
+        tracking.log_manifest_input(run_id, rows, request.manifest, data_name, settings=settings)
+
+    data_input(parent)
 
     base = base_job.to_dict()
     storage_path = str(settings.ray_storage / "tune" / f"{request.method}-{species}-{parent[:8]}")
     trainable = functools.partial(run_trial, base=base, workers=request.workers_per_trial,
-                                  storage_path=storage_path, cpus_per_trial=request.cpus_per_trial)
+                                  storage_path=storage_path, cpus_per_trial=request.cpus_per_trial,
+                                  verbose=request.verbose)
     # An in-process trial trains in the trial actor; a DDP trial only coordinates its workers.
     trial_resources = ({"cpu": request.cpus_per_trial, "gpu": 1 if request.use_gpu else 0}
                        if request.workers_per_trial == 0 else {"cpu": 0.1})
@@ -199,16 +262,20 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
         metric=METRIC, mode="max", sampler=TPESampler(seed=request.seed),
     )
     scheduler = ASHAScheduler(time_attr=TIME_ATTR, max_t=epochs, grace_period=max(1, epochs // 3))
+    progress = _trial_progress(species, request.num_samples, epochs)
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources),
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=METRIC, mode="max",
                                     num_samples=request.num_samples,
                                     max_concurrent_trials=request.max_concurrent),
         run_config=tune.RunConfig(name=f"tune-{request.method}-{species}", storage_path=storage_path,
-                                  callbacks=[_trial_logger(parent, tags, settings)], verbose=1),
+                                  callbacks=[_trial_logger(parent, tags, settings, data_input), progress],
+                                  verbose=console.tune_verbosity(request.verbose)),
     )
     started = time.perf_counter()
-    results = tuner.fit()
+    with progress.bar, console.tune_output(request.verbose):
+        results = tuner.fit()
+    progress.bar.close(progress.summary())
     if results.num_errors == len(results) or not len(results):
         tracking.end_run(parent, "FAILED", settings=settings)
         raise RuntimeError(f"every trial of the {species} sweep failed; first error: {results.errors[:1]}")
@@ -230,10 +297,23 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
     return result
 
 
+def _original_images_note(request: TuneRequest, species: str, rows: pl.DataFrame) -> str | None:
+    """Said on the driver (the trials' own warning reaches the console only with --verbose)."""
+    if not request.use_masked:
+        return None
+    method, config = tuning_job(request, species).method_and_config()
+    from reid_core.engine.loop import training_images
+
+    if training_images(method, config, rows, True).column != "masked_uri":
+        return (f"note: the {species!r} training rows have no masked images (masked_uri): trials train on the "
+                "original images, backgrounds included (segment them first with workflows/segment.py)")
+    return None
+
+
 def run_tuning(request: TuneRequest, settings: Settings) -> pl.DataFrame:
     """Tune every requested species in turn; returns the summary table (one row per species)."""
     for species in request.species:
         checked_rows(request, species)  # every species' mistakes before Ray starts
-    init_ray(settings)
+    init_ray(settings, verbose=request.verbose)
     results = [tune_species(request, species, settings) for species in request.species]
     return pl.DataFrame([r.row() for r in results])

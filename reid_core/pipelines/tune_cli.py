@@ -37,7 +37,10 @@ def build_parser(method: str, settings: Settings) -> argparse.ArgumentParser:
 def main(method: str, argv: list[str]) -> int:
     settings = Settings.from_env()
     args = build_parser(method, settings).parse_args(argv)
+    from reid_core.pipelines import console
     from reid_core.pipelines.tune import TuneRequest, run_tuning
+
+    console.configure(args.verbose)
 
     request = TuneRequest(
         method=method,
@@ -55,6 +58,7 @@ def main(method: str, argv: list[str]) -> int:
         overrides=parse_assignments(args.overrides, "--set"),
         use_masked=not args.original_images,
         dataset=args.dataset or dataset_name(args.manifest),
+        verbose=args.verbose,
     )
     settings.ensure_dirs()
     table = run_tuning(request, settings)

@@ -2,6 +2,7 @@
 
 - ``store``: client and experiments (``reid-<method>``; SQLite + absolute artifact dir by default).
 - ``provenance``: git commit, manifest data version, the standard tags.
+- ``datasets``: the manifest a run trained on as an MLflow dataset input (digest = data version).
 - ``runs``: sweep (parent) and trial (child) runs, metrics per epoch, params, tables.
 - ``models``: log / load torch.export (pt2) models.
 - ``registry``: ``reid-<method>-<species>`` versions, tags and aliases.
@@ -13,6 +14,7 @@ Every function takes ``settings`` (default ``Settings.from_env()``) and uses exp
 MLflow's fluent active-run state, so it is safe on a Ray Tune driver.
 """
 
+from reid_core.tracking.datasets import dataset_name, log_manifest_input, manifest_dataset
 from reid_core.tracking.models import load_model, log_reid_model, pip_requirements
 from reid_core.tracking.promotion import move_production, production_version, rollback, tag_version
 from reid_core.tracking.provenance import data_version, git_commit, git_dirty, standard_tags
@@ -31,6 +33,7 @@ from reid_core.tracking.registry import (
 from reid_core.tracking.runs import (
     end_run,
     log_artifacts,
+    log_image,
     log_metrics,
     log_metrics_history,
     log_params,
@@ -51,6 +54,7 @@ __all__ = [
     "child_runs",
     "configure",
     "data_version",
+    "dataset_name",
     "delete_alias",
     "end_run",
     "experiment_name",
@@ -63,7 +67,10 @@ __all__ = [
     "latest_run",
     "list_versions",
     "load_model",
+    "manifest_dataset",
     "log_artifacts",
+    "log_image",
+    "log_manifest_input",
     "log_metrics",
     "log_metrics_history",
     "log_params",

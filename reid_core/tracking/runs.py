@@ -225,3 +225,10 @@ def _log_bytes(client: MlflowClient, run_id: str, data: bytes, artifact_file: st
         local.write_bytes(data)
         client.log_artifact(run_id, str(local), artifact_path=str(path.parent) if str(path.parent) != "." else None)
 
+
+
+def log_image(run_id: str, image, artifact_file: str, settings: Settings | None = None) -> str:
+    """Attach a PIL image (or an HxWx3 uint8 array) to a run as ``artifact_file`` (e.g. ``pictures/x.png``);
+    returns the artifact path."""
+    configure(settings).log_image(run_id, image, artifact_file=artifact_file)
+    return artifact_file

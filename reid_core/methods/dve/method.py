@@ -61,6 +61,13 @@ class DVEMethod(ImageMethod):
             first_epoch += plan.epochs
         return stages
 
+    def figures(self, network: nn.Module, config: DVEConfig, rows, column: str) -> dict:
+        """The AER paper's Fig. 4: DVE correspondence maps on test pairs (none without a DVE head)."""
+        from reid_core.methods.dve.figures import correspondence_maps
+
+        figure = correspondence_maps(network, self.eval_transform(config), rows, column)
+        return {} if figure is None else {"dve_correspondence": figure}
+
     def embed(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """AER's test features: [f(x), f(flip x)], L2-normalised (2 x embed_dim), in eval mode."""
         from reid_core.evaluation.tta import flip_embed
