@@ -24,7 +24,10 @@ from reid_core.reports.contact_sheet import TILE, Tile, render_sheet
 ROW_GAP = 10  # px between the rank lists' rows
 PLOT_SIZE = (7.0, 6.0)  # inches at PLOT_DPI: a 700 x 600 px embedding plot
 PLOT_DPI = 100
-MAX_PLOT_POINTS = 3000  # t-SNE beyond this is slow on a CPU; a seeded subsample is plotted instead
+# Exact t-SNE (O(n^2) memory and time; ~seconds at 1000 points): scikit-learn's Barnes-Hut variant runs an
+# OpenMP loop that crashed (SIGSEGV) in a process that had torch, Ray and moto threads running. Beyond
+# this many test images a seeded subsample is plotted.
+MAX_PLOT_POINTS = 1000
 LEGEND_MAX = 20  # individuals named in the legend (more: colours only)
 
 
@@ -121,8 +124,8 @@ def _project(features: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
         from sklearn.manifold import TSNE
 
         perplexity = float(min(30.0, (n - 1) / 3))
-        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
-            features.astype(np.float64)), "t-SNE"
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", method="exact",
+                    random_state=seed).fit_transform(features.astype(np.float64)), "t-SNE"
     from sklearn.decomposition import PCA
 
     components = min(2, n, features.shape[1])
