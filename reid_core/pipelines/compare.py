@@ -28,6 +28,7 @@ from reid_core.engine.loop import TrainJob
 from reid_core.pipelines import console
 from reid_core.pipelines.cli import format_table
 from reid_core.pipelines.ray_runtime import init_ray, worker_env
+from reid_core.pipelines.train import original_images_note
 from reid_core.settings import Settings
 
 EXPERIMENT = "reid-compare"
@@ -245,7 +246,7 @@ def plan_runs(request: CompareRequest, settings: Settings) -> list[RunSpec]:
             raise ValueError(f"method {name!r} is registered but cannot be imported ({error}); "
                              "leave it out of --methods") from None
     rows = {s: load_species_rows(request.manifest, s) for s in request.species}
-    specs = []
+    specs, noted = [], set()
     for name in request.methods:
         # The hash names the setup every seed shares: the config before the run's own seed goes in.
         method = get_method(name)
@@ -257,7 +258,10 @@ def plan_runs(request: CompareRequest, settings: Settings) -> list[RunSpec]:
                                overrides=method_overrides(name, request, seed), seed=seed,
                                use_masked=request.use_masked, use_gpu=request.use_gpu)
                 if seed == request.base_seed:
-                    check_job(job, rows[species], workers=1)
+                    images = check_job(job, rows[species], workers=1)
+                    if species not in noted and (note := original_images_note(job, images.column)):
+                        print(note)
+                        noted.add(species)
                 method, config = job.method_and_config()
                 dump = config.model_dump(mode="json")
                 directory = settings.checkpoints_dir / "compare" / f"{name}-{species}-seed{seed}-{digest}"

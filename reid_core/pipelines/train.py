@@ -66,6 +66,15 @@ def epoch_callback(progress_queue):
     return EpochsToQueue()
 
 
+def original_images_note(job: TrainJob, column: str) -> str | None:
+    """What the driver says when masked images were wanted but the training rows have none (``column``
+    is the image column training uses): the workers' own warning reaches the console only with --verbose."""
+    if job.use_masked and column != "masked_uri":
+        return (f"note: the {job.species!r} training rows have no masked images (masked_uri): training on the "
+                "original images, backgrounds included (segment them first with workflows/segment.py)")
+    return None
+
+
 def total_epochs(job: TrainJob) -> int:
     method, config = job.method_and_config()
     return sum(plan.epochs for plan in method.plan(config))

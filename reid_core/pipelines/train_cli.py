@@ -24,14 +24,6 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     return parser
 
 
-def original_images_note(job, column: str) -> str | None:
-    """Said on the driver (the workers' own warning reaches the console only with --verbose)."""
-    if job.use_masked and column != "masked_uri":
-        return (f"note: the {job.species!r} training rows have no masked images (masked_uri): training on the "
-                "original images, backgrounds included (segment them first with workflows/segment.py)")
-    return None
-
-
 def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     args = build_parser(settings).parse_args(argv)
@@ -43,7 +35,7 @@ def main(argv: list[str]) -> int:
     from reid_core.methods.registry import get_method
     from reid_core.pipelines.publish import publish
     from reid_core.pipelines.restore import restore
-    from reid_core.pipelines.train import run_training
+    from reid_core.pipelines.train import original_images_note, run_training
 
     settings.ensure_dirs()
     overrides = parse_assignments(args.overrides, "--set")

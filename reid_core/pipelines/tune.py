@@ -21,7 +21,7 @@ import polars as pl
 from reid_core import tracking
 from reid_core.data import io as rio
 from reid_core.engine import checkpoint as ckpt
-from reid_core.engine.loop import TrainJob, check_job, load_species_rows, train, train_worker
+from reid_core.engine.loop import TrainJob, check_job, load_species_rows, train, train_worker, training_images
 from reid_core.engine.session import TuneTrialSession
 from reid_core.methods.registry import get_method
 from reid_core.pipelines import console
@@ -29,7 +29,7 @@ from reid_core.pipelines.publish import publish
 from reid_core.pipelines.ray_runtime import init_ray
 from reid_core.pipelines.restore import latest_checkpoint, restore
 from reid_core.pipelines.search_space import SearchSpace
-from reid_core.pipelines.train import scaling_config
+from reid_core.pipelines.train import original_images_note, scaling_config
 from reid_core.settings import Settings
 
 METRIC = "val.mAP"
@@ -234,7 +234,7 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
     tags = tracking.standard_tags(species=species, method=request.method, dataset=request.dataset,
                                   data_version=tracking.data_version(rows), manifest=rio.absolute(request.manifest))
     fixed = base_job.overrides
-    if note := _original_images_note(request, species, rows):
+    if note := original_images_note(base_job, training_images(method, config, rows, request.use_masked).column):
         print(note)
     parent = tracking.start_sweep_run(
         experiment, species, request.method, tags=tags,
@@ -295,19 +295,6 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
     tracking.log_table(parent, pl.DataFrame([result.row()]), "summary.md", settings=settings)
     tracking.end_run(parent, "FINISHED", settings=settings)
     return result
-
-
-def _original_images_note(request: TuneRequest, species: str, rows: pl.DataFrame) -> str | None:
-    """Said on the driver (the trials' own warning reaches the console only with --verbose)."""
-    if not request.use_masked:
-        return None
-    method, config = tuning_job(request, species).method_and_config()
-    from reid_core.engine.loop import training_images
-
-    if training_images(method, config, rows, True).column != "masked_uri":
-        return (f"note: the {species!r} training rows have no masked images (masked_uri): trials train on the "
-                "original images, backgrounds included (segment them first with workflows/segment.py)")
-    return None
 
 
 def run_tuning(request: TuneRequest, settings: Settings) -> pl.DataFrame:
