@@ -3,6 +3,7 @@ with --verbose."""
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,21 +21,7 @@ from reid_core.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_LINE = "Checkpoint successfully created"
 QUIET_MAX_LINES = 25
-# One process, two real sweeps (verbose first: quiet only turns loggers down): one trial, one epoch.
-SCRIPT = """
-import json, os, sys
-import ray
-from reid_core.pipelines import tune_cli
-argv, homes = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-for mode, home in homes.items():
-    os.environ["REID_HOME"] = home
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # set by the previous run's MLflow client
-        os.environ.pop(key, None)
-    print(f"=== {mode} ===", flush=True)
-    code = tune_cli.main("dve", argv + (["--verbose"] if mode == "verbose" else []))
-    ray.shutdown()  # stops Ray's log monitor: nothing of this run can print after the next marker
-    print(f"=== {mode} exit {code} ===", flush=True)
-"""
+WORKFLOW = ROOT / "workflows" / "tune_dve.py"
 
 
 def test_a_stage_prints_a_bounded_number_of_lines_off_a_terminal():
@@ -50,22 +37,23 @@ def test_a_stage_prints_a_bounded_number_of_lines_off_a_terminal():
     assert lines[-1].startswith("train dve tiger: 80 epochs, best val.mAP 0.5 at epoch 70 [")
 
 
-def _section(output: str, mode: str) -> list[str]:
-    start, end = f"=== {mode} ===", f"=== {mode} exit 0 ==="
-    assert start in output and end in output, output[-3000:]
-    return output.split(start, 1)[1].split(end, 1)[0].strip("\n").splitlines()
+def _sweep(argv: list[str], home: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    return subprocess.Popen([sys.executable, str(WORKFLOW), *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**env, "REID_HOME": str(home)})
 
 
 @pytest.mark.slow
 def test_a_sweep_is_quiet_without_verbose_and_shows_ray_with_it(tiny_synthetic, tmp_path):
     argv = ["--species", "tiger", "--manifest", tiny_synthetic, "--num-samples", "1", "--max-concurrent", "1",
             "--epochs", "1", *tiny_dve_flags(), "--set", "schedule.warmup_epochs=0", "--dataset", "synthetic"]
-    homes = {"verbose": str(tmp_path / "verbose"), "quiet": str(tmp_path / "quiet")}
-    run = subprocess.run([sys.executable, "-u", "-c", SCRIPT, json.dumps(argv), json.dumps(homes)], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=540,
-                         env={**_env(), "PYTHONPATH": str(ROOT)})
-    assert run.returncode == 0, run.stdout[-3000:]
-    verbose, quiet = _section(run.stdout, "verbose"), _section(run.stdout, "quiet")
+    homes = {"verbose": tmp_path / "verbose", "quiet": tmp_path / "quiet"}
+    # Two real sweeps, each with its own local Ray and MLflow store, at the same time (their start-ups overlap).
+    runs = {mode: _sweep(argv + (["--verbose"] if mode == "verbose" else []), home) for mode, home in homes.items()}
+    output = {mode: run.communicate(timeout=540)[0] for mode, run in runs.items()}
+    for mode, run in runs.items():
+        assert run.returncode == 0, f"{mode}:\n{output[mode][-3000:]}"
+    verbose, quiet = output["verbose"].splitlines(), output["quiet"].splitlines()
     print(f"verbose: {len(verbose)} lines, quiet: {len(quiet)} lines\n" + "\n".join(quiet))  # shown with -s
 
     assert sum(CHECKPOINT_LINE in line for line in verbose) >= 1
@@ -78,7 +66,7 @@ def test_a_sweep_is_quiet_without_verbose_and_shows_ray_with_it(tiny_synthetic, 
     assert any(line.startswith("| tiger | ") for line in quiet)  # the final table
 
     # The quiet sweep's runs name their data, and its registered model carries its pictures.
-    settings = Settings.from_env({"REID_HOME": homes["quiet"]})
+    settings = Settings.from_env({"REID_HOME": str(homes["quiet"])})
     client = MlflowClient(settings.tracking_uri)
     rows = manifest.read(tiny_synthetic).filter(pl.col("species") == "tiger")
     version = tracking.get_version_by_alias("reid-dve-tiger", "candidate", settings=settings)
@@ -91,9 +79,3 @@ def test_a_sweep_is_quiet_without_verbose_and_shows_ray_with_it(tiny_synthetic, 
     assert set(pictures) == {"picture.rank_lists", "picture.embeddings", "picture.dve_correspondence"}
     logged = {f.path for f in client.list_artifacts(version.run_id, "pictures")}
     assert logged == set(pictures.values())
-
-
-def _env() -> dict:
-    import os
-
-    return {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}

@@ -120,6 +120,8 @@ def choose_rankings(features: np.ndarray, rows: pl.DataFrame, *, queries: int = 
 
 def _project(features: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
     n = len(features)
+    if n == 0 or np.abs(features - features.mean(axis=0)).max() < 1e-6:  # a collapsed model
+        return np.zeros((n, 2)), "all embeddings identical"
     if n >= 5:
         from sklearn.manifold import TSNE
 
@@ -152,7 +154,7 @@ def embedding_plot(features: np.ndarray, individuals: Sequence[str], title: str,
         mine = individuals == name
         ax.scatter(points[mine, 0], points[mine, 1], s=28, color=colours(index % colours.N), edgecolors="black",
                    linewidths=0.3, label=name)
-    ax.set_title(f"{title}\n{how} of {len(points)} test embeddings, {len(names)} individuals", fontsize=10)
+    ax.set_title(f"{title}\n{how}: {len(points)} test embeddings, {len(names)} individuals", fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
     if len(names) <= LEGEND_MAX:
