@@ -57,6 +57,7 @@ class IdentifyJob:
     num_gpus: float = 0.0  # per actor; fractions share a GPU
     cache: str | None = None  # gallery cache root; default REID_HOME/gallery-cache
     sheets: bool = True
+    verbose: bool = False  # Ray's and Ray Data's own progress output
 
 
 @dataclass
@@ -359,7 +360,10 @@ def run(job: IdentifyJob, settings: Settings | None = None, *, progress=print) -
     fresh = pl.DataFrame(schema={"image_id": pl.String, "embedding": pl.List(pl.Float32), "error": pl.String})
     gallery_fresh = fresh
     if work.height:
-        init_ray(settings)
+        from reid_core.pipelines.console import configure_ray_data
+
+        init_ray(settings, verbose=job.verbose)
+        configure_ray_data(job.verbose)
         spec = EmbedSpec(model.uri, settings, flip_tta=job.flip_tta, device="cuda" if job.num_gpus > 0 else "cpu")
         journal = _journal_writer(out, model.uri, job.flip_tta)
 

@@ -37,15 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    from reid_core.pipelines.console import configure
     from reid_core.pipelines.identify import IdentifyJob, run
     from reid_core.tracking.versions import ModelNotFoundError
 
+    configure(args.verbose)
     settings = Settings.from_env()
     settings.ensure_dirs()
     job = IdentifyJob(model=args.model, images=args.images, gallery=args.gallery, out=args.out, top_k=args.top_k,
                       threshold=args.threshold, flip_tta=args.flip_tta, rerank=args.rerank, actors=args.actors,
                       batch_size=args.batch_size, num_cpus=args.num_cpus, num_gpus=args.num_gpus, cache=args.cache,
-                      sheets=not args.no_sheets)
+                      sheets=not args.no_sheets, verbose=args.verbose)
     try:
         report = run(job, settings)
     except ModelNotFoundError as error:
