@@ -45,7 +45,7 @@ def ddp_node_loss(out: Path, manifest: str) -> dict:
     from reid_core.pipelines.train import run_training
     from reid_core.settings import Settings
 
-    epochs = 4
+    epochs = 8  # enough that the kill, 3 s after epoch 1's checkpoint, lands mid-run on a fast machine too
     os.environ["REID_HOME"] = str(out / "home")
     settings = Settings.from_env()
     settings.ensure_dirs()
@@ -82,17 +82,22 @@ def ddp_node_loss(out: Path, manifest: str) -> dict:
         except Exception:  # noqa: BLE001 - reported to the test
             state["watch_error"] = traceback.format_exc()
 
+    def record() -> None:
+        for name, epoch in committed():
+            if name not in seen:
+                seen[name] = epoch
+                order.append((time.monotonic(), name, epoch))
+
     def _watch():
         while not stop.is_set():
-            for name, epoch in committed():
-                if name not in seen:
-                    seen[name] = epoch
-                    order.append((time.monotonic(), name, epoch))
+            record()
             if state["killed_at"] is None and seen and max(seen.values()) >= 1:
                 # Epoch 1's checkpoint is on storage (after epoch 1, so that a restart from scratch
                 # would show as a new epoch-0 checkpoint); give every rank time to return from
-                # report() (the commit), then take a node that hosts a training worker.
+                # report() (the commit), then take a node that hosts a training worker. Checkpoints
+                # written meanwhile (a fast machine runs epochs in that time) count as before the kill.
                 time.sleep(3)
+                record()
                 hosts = train_worker_nodes()
                 victims = [n for n in nodes if n.node_id in hosts]
                 if victims:

@@ -61,7 +61,10 @@ def epoch_callback(progress_queue):
     class EpochsToQueue(ray.train.UserCallback):
         def after_report(self, run_context, metrics, checkpoint):
             if metrics:
-                progress_queue.put_nowait(dict(metrics[0]))
+                try:
+                    progress_queue.put_nowait(dict(metrics[0]))
+                except Exception:  # noqa: BLE001 - the progress bar must never fail a training
+                    pass
 
     return EpochsToQueue()
 
@@ -120,13 +123,19 @@ def run_training(
             bar.close(epoch_summary(outcome.progress))
         return outcome
 
+    import ray
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
     init_ray(settings, verbose=verbose)
     # The controller puts each epoch's metrics here; a driver thread moves the bar while fit() blocks.
-    epochs = Queue(actor_options={"num_cpus": 0})
+    # On the driver's node: a queue actor on a worker node would die with that node and, through the
+    # controller's callback, end a training that Ray Train would otherwise resume (the lost-node test).
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    epochs = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=job.to_dict(),
