@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 import uuid
 
 import boto3
@@ -37,16 +40,37 @@ def single_torch_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
-def s3_server():
-    """moto's S3 server on 127.0.0.1 (pyarrow and Ray ignore moto's in-process mocks)."""
+@contextlib.contextmanager
+def moto_server():
+    """A moto server on 127.0.0.1 of its own (its S3/IAM state and auth); yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def stop_process_group(process, timeout: float = 20) -> None:
+    """SIGTERM a process started with ``start_new_session=True`` and its group; SIGKILL after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 (pyarrow and Ray ignore moto's in-process mocks)."""
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import time
@@ -14,6 +13,7 @@ import time
 import pytest
 import requests
 from cluster_support import KUBERAY, ROOT, load_docs
+from conftest import stop_process_group
 
 SCRIPT = ROOT / "mlflow" / "serve_production.sh"
 
@@ -63,14 +63,7 @@ def server(tmp_path_factory):
             time.sleep(0.5)
         yield url, port, manifest_port, ("admin", password)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process)
 
 
 @pytest.mark.slow

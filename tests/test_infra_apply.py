@@ -15,6 +15,7 @@ import boto3
 import pytest
 import requests
 from cluster_support import ROOT
+from conftest import moto_server
 
 from infra.cli import main
 from infra.plan import Plan
@@ -25,13 +26,8 @@ REGION = "eu-west-1"
 @pytest.fixture(scope="module")
 def moto_endpoint():
     """A moto server of this module's own (IAM state and auth are per server)."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

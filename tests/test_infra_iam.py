@@ -11,6 +11,7 @@ import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
+from conftest import moto_server
 
 from infra.cli import main
 from infra.plan import Plan
@@ -20,13 +21,9 @@ REGION = "eu-west-1"
 
 @pytest.fixture(scope="module")
 def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    """A moto server of this module's own (IAM state and auth are per server)."""
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")

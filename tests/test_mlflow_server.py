@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -24,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import TINY_DVE, TINY_PRESET
+from conftest import TINY_DVE, TINY_PRESET, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVE_LOCAL = ROOT / "mlflow" / "serve_local.sh"
@@ -80,14 +79,7 @@ def running_server(script: Path, env: Mapping[str, str], port: int, log: Path) -
             time.sleep(0.5)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process)
 
 
 def chromium() -> str:
