@@ -35,8 +35,8 @@ def _cluster(worker_nodes: int):
 
 
 def ddp_node_loss(out: Path, manifest: str) -> dict:
-    """Two DDP ranks on three one-CPU nodes; once epoch 1's checkpoint is committed, the node of one rank
-    goes. Ray Train restarts the group on the spare node and the run resumes."""
+    """Two DDP ranks on three one-CPU nodes; once Ray Train has registered epoch 1's checkpoint, the node
+    of one rank goes. Ray Train restarts the group on the spare node and the run resumes."""
     import ray
     from conftest import TINY_DVE, TINY_PRESET
 
@@ -45,7 +45,7 @@ def ddp_node_loss(out: Path, manifest: str) -> dict:
     from reid_core.pipelines.train import run_training
     from reid_core.settings import Settings
 
-    epochs = 8  # enough that the kill, 3 s after epoch 1's checkpoint, lands mid-run on a fast machine too
+    epochs = 8  # enough that the kill lands mid-run on a fast machine too
     os.environ["REID_HOME"] = str(out / "home")
     settings = Settings.from_env()
     settings.ensure_dirs()
@@ -55,19 +55,29 @@ def ddp_node_loss(out: Path, manifest: str) -> dict:
     job = TrainJob(manifest=manifest, species="tiger", preset=TINY_PRESET,
                    overrides={**TINY_DVE, "schedule.epochs": epochs, "schedule.warmup_epochs": 0})
     run_dir = settings.ray_storage / "lost-node"
-    seen: dict[str, int] = {}       # checkpoint dir -> its epoch, in the order they appeared
-    order: list[tuple[float, str, int]] = []
-    state = {"killed_at": None, "killed_after_epoch": None, "removed_node": None, "watch_error": None}
+    epoch_of: dict[str, int] = {}   # checkpoint dir -> its epoch, once readable
+    appeared: list[str] = []        # checkpoint dirs in the order they appeared (Ray keeps only the last 2)
+    state = {"registered_at_kill": None, "dirs_at_kill": None, "removed_node": None, "watch_error": None}
     stop = threading.Event()
 
-    def committed() -> list[tuple[str, int]]:
-        found = []
-        for directory in sorted(run_dir.glob("checkpoint_*")):
+    def epoch(name: str) -> int | None:
+        if name not in epoch_of:
             try:
-                found.append((directory.name, ckpt.load_progress(directory).history[-1]["epoch"]))
+                epoch_of[name] = ckpt.load_progress(run_dir / name).history[-1]["epoch"]
             except (OSError, ValueError, KeyError, IndexError):
-                pass  # still being written
-        return found
+                return None  # still being written
+        return epoch_of[name]
+
+    def registered_epoch() -> int | None:
+        """The epoch of the checkpoint Ray Train's controller has registered as the latest (the one a
+        restart resumes from), from its snapshot on storage. A checkpoint directory on storage is not yet
+        registered: workers write it, the controller registers it once it has every rank's report."""
+        try:
+            snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+        except (OSError, ValueError):
+            return None  # not written yet, or being rewritten
+        latest = snapshot.get("latest_checkpoint_result")
+        return epoch(latest["checkpoint_dir_name"]) if latest else None
 
     def train_worker_nodes() -> set[str]:
         """Nodes hosting a live Ray Train worker, from the GCS actor table (no dashboard needed)."""
@@ -83,28 +93,23 @@ def ddp_node_loss(out: Path, manifest: str) -> dict:
             state["watch_error"] = traceback.format_exc()
 
     def record() -> None:
-        for name, epoch in committed():
-            if name not in seen:
-                seen[name] = epoch
-                order.append((time.monotonic(), name, epoch))
+        for directory in sorted(run_dir.glob("checkpoint_*")):
+            if epoch(directory.name) is not None and directory.name not in appeared:
+                appeared.append(directory.name)
 
     def _watch():
+        # Once epoch 1's checkpoint is registered (after epoch 1, so that a restart from scratch would show
+        # as a new epoch-0 checkpoint), take a node that hosts a training worker.
         while not stop.is_set():
             record()
-            if state["killed_at"] is None and seen and max(seen.values()) >= 1:
-                # Epoch 1's checkpoint is on storage (after epoch 1, so that a restart from scratch
-                # would show as a new epoch-0 checkpoint); give every rank time to return from
-                # report() (the commit), then take a node that hosts a training worker. Checkpoints
-                # written meanwhile (a fast machine runs epochs in that time) count as before the kill.
-                time.sleep(3)
-                record()
-                hosts = train_worker_nodes()
-                victims = [n for n in nodes if n.node_id in hosts]
-                if victims:
-                    state["killed_after_epoch"] = max(seen.values())
-                    state["removed_node"] = victims[0].node_id
-                    cluster.remove_node(victims[0], allow_graceful=False)
-                    state["killed_at"] = time.monotonic()
+            registered = registered_epoch()
+            ready = state["removed_node"] is None and registered is not None and registered >= 1
+            victims = [n for n in nodes if n.node_id in train_worker_nodes()] if ready else []
+            if victims:
+                state["dirs_at_kill"] = sorted(d.name for d in run_dir.glob("checkpoint_*"))
+                state["registered_at_kill"] = registered
+                state["removed_node"] = victims[0].node_id
+                cluster.remove_node(victims[0], allow_graceful=False)
             time.sleep(0.2)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -119,13 +124,14 @@ def ddp_node_loss(out: Path, manifest: str) -> dict:
     finally:
         stop.set()
         watcher.join(timeout=10)
-    killed_at = state["killed_at"]
+        record()
+    before = set(state["dirs_at_kill"] or [])
     result |= {
-        "killed_after_epoch": state["killed_after_epoch"],
+        "registered_at_kill": state["registered_at_kill"],
         "removed_node": state["removed_node"],
         "watch_error": state["watch_error"],
-        "epochs_before_kill": [e for t, _, e in order if killed_at is None or t < killed_at],
-        "epochs_after_kill": [e for t, _, e in order if killed_at is not None and t >= killed_at],
+        "epochs_before_kill": [epoch_of[name] for name in appeared if name in before],
+        "epochs_after_kill": [epoch_of[name] for name in appeared if name not in before],
         "alive_nodes": sum(1 for n in ray.nodes() if n["Alive"]),
         "epochs": epochs,
     }
