@@ -1,0 +1,1 @@
+"""Part masks: schemes, keypoint sources and the label maps PAW-ViT distils."""
