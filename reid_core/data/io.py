@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pyarrow.fs as pafs
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from reid_core.settings import get_settings
 
@@ -93,9 +93,19 @@ def write_bytes(uri: str | Path, data: bytes, filesystem: pafs.FileSystem | None
         stream.write(data)
 
 
+def open_image(data: bytes) -> Image.Image:
+    """``Image.open`` on bytes (lazy: pixels are decoded on ``load``), with a stable message for data that is
+    no image: Pillow's names a BytesIO address, which differs from run to run and tells nothing."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise UnidentifiedImageError(f"not an image Pillow can read ({len(data):,} bytes starting {data[:8]!r}): "
+                                     "the file is corrupt or in another format") from None
+
+
 def read_image(uri: str | Path, filesystem: pafs.FileSystem | None = None, mode: str = "RGB") -> Image.Image:
     """Decode an image fully (so truncated files fail here, not later) and convert it to ``mode``."""
-    image = Image.open(io.BytesIO(read_bytes(uri, filesystem)))
+    image = open_image(read_bytes(uri, filesystem))
     image.load()
     return image.convert(mode) if mode else image
 

@@ -36,7 +36,12 @@ SEGMENTATION_SCHEMA: dict[str, pl.DataType] = {
     "seg_error": pl.String,
     "seg_config": pl.String,  # JSON: the segmenter and masking settings (identify prepares new photos alike)
 }
-PARTS_SCHEMA: dict[str, pl.DataType] = {"parts_uri": pl.String}
+PARTS_SCHEMA: dict[str, pl.DataType] = {
+    "parts_uri": pl.String,  # a label map PNG in reid_core.parts.schemes.LABELS
+    "parts_status": pl.String,  # workflows/part_masks.py: ok / failed
+    "parts_error": pl.String,
+    "parts_config": pl.String,  # JSON: the keypoint source, mapping and settings that produced the row
+}
 OPTIONAL_SCHEMA = {**SEGMENTATION_SCHEMA, **PARTS_SCHEMA}
 
 # Columns that may be null. `individual`/`entity` only on query rows (open-set queries of unknown identity).
@@ -45,6 +50,7 @@ SPLITS = ("train", "val", "test")
 SIDES = ("left", "right", "unknown")
 ROLES = ("query", "gallery", "both")
 SEG_STATUSES = ("ok", "fallback", "flagged", "failed", "skipped")
+PARTS_STATUSES = ("ok", "failed")
 
 MAX_REPORTED_ROWS = 5  # per problem kind; the count of all offending rows is always given
 
@@ -151,7 +157,8 @@ def validate(
                      "duplicate image_id", "make image_id unique, e.g. prefix it with the dataset or folder",
                      "image_id")
         )
-    for column, allowed in (("split", SPLITS), ("side", SIDES), ("role", ROLES), ("seg_status", SEG_STATUSES)):
+    for column, allowed in (("split", SPLITS), ("side", SIDES), ("role", ROLES), ("seg_status", SEG_STATUSES),
+                            ("parts_status", PARTS_STATUSES)):
         if column in usable:
             problems.append(
                 _problem(df, pl.col(column).is_not_null() & ~pl.col(column).is_in(allowed),

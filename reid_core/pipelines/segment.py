@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import io
 import json
 import os
-import re
 import time
-import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -37,23 +34,21 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from reid_core.data import io as rio
 from reid_core.data import manifest as mf
+from reid_core.pipelines import row_stage
 from reid_core.pipelines.ray_runtime import worker_env
+from reid_core.pipelines.row_stage import JOURNAL_DIR, fs_for, output_name  # noqa: F401 (callers import output_name here)
 from reid_core.segmentation.masking import MaskingConfig, apply_mask, mask_from_png, mask_to_png
 from reid_core.segmentation.quality import mask_iou
 from reid_core.settings import Settings
 
 DEFAULT_METHOD = "sam+isnet"
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's own warning threshold
-JOURNAL_DIR = "_journal"
 DONE_STATUSES = ("ok", "fallback", "flagged")
 SEG_COLUMNS = tuple(mf.SEGMENTATION_SCHEMA)
-_TMP_SUFFIX = re.compile(r"\.tmp-[0-9a-f]{32}$")  # what rio.write_bytes leaves behind when killed
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _INTERNAL = ("_mask_target", "_masked_target", "_done", "_selected")  # plan columns, never written
 
 RESULT_SCHEMA = pa.schema([
@@ -77,7 +72,7 @@ class ImageTooLarge(ValueError):
 
 
 # --------------------------------------------------------------------------------------------------
-# Pure pieces: decoding, names
+# Pure pieces: decoding, names (``output_name`` lives in row_stage, shared with the part masks)
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str | None]:
@@ -89,11 +84,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked below
-        try:
-            image = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:  # Pillow's message names a BytesIO address: not stable, not useful
-            raise UnidentifiedImageError(f"not an image Pillow can read ({len(data):,} bytes starting "
-                                         f"{data[:8]!r}): the file is corrupt or in another format") from None
+        image = rio.open_image(data)
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLarge(f"{width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,}: "
@@ -119,14 +110,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.
     return np.asarray(image.convert("RGB")), f"{mode}->RGB"
 
 
-def output_name(image_id: str) -> str:
-    """A relative path for an image id: '/' keeps making folders, other odd characters become '_'."""
-    parts = [_UNSAFE.sub("_", part) for part in str(image_id).split("/")]
-    return "/".join(part if part not in ("", ".", "..") else "_" for part in parts)
-
-
 def method_slug(method: str) -> str:
-    return _UNSAFE.sub("-", method.replace("+", "-").replace(":", "-")).strip("-") or "method"
+    return row_stage.slug(method)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -203,35 +188,10 @@ class SegmentReport:
         return asdict(self)
 
 
-def _fs(uri: str, filesystem: pafs.FileSystem | None) -> pafs.FileSystem | None:
-    """The injected filesystem is for s3:// URIs; local paths always use the local filesystem."""
-    return filesystem if rio.is_s3(uri) else None
-
-
-def _list_files(root: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSystem, list[str]]:
-    fs, path = rio.resolve(root, _fs(root, filesystem))
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
-    return fs, [info.path for info in infos if info.type == pafs.FileType.File]
-
-
-def _fs_path(uri: str, filesystem: pafs.FileSystem | None) -> str:
-    return rio.resolve(uri, _fs(uri, filesystem))[1]
-
-
 def read_journal(output: str, filesystem: pafs.FileSystem | None = None,
                  files: list[str] | None = None) -> tuple[pl.DataFrame, list[str]]:
     """All records under ``<output>/_journal`` (the latest per image id) and the files they came from."""
-    fs, paths = _list_files(rio.join(output, JOURNAL_DIR), filesystem) if files is None else (None, files)
-    fs = fs or rio.resolve(output, _fs(output, filesystem))[0]
-    paths = sorted(p for p in paths if p.endswith(".parquet") and not _TMP_SUFFIX.search(p))
-    frames = []
-    for path in paths:
-        with fs.open_input_stream(path) as stream:
-            frames.append(pl.read_parquet(io.BytesIO(stream.read())))
-    if not frames:
-        return pl.from_arrow(RESULT_SCHEMA.empty_table()), paths
-    records = pl.concat(frames, how="diagonal_relaxed").sort("seg_time", maintain_order=True)
-    return records.unique("image_id", keep="last", maintain_order=True), paths
+    return row_stage.read_journal(output, RESULT_SCHEMA, "seg_time", filesystem, files)
 
 
 @dataclass
@@ -248,52 +208,27 @@ def make_plan(job: SegmentJob, filesystem: pafs.FileSystem | None = None, *, cle
     """Read the manifest and the output folder; decide what this run does. ``clean`` removes the
     temporary files a killed run left (a dry run leaves everything as it is)."""
     output, manifest_out = job.output_dir(), job.manifest_out()
-    if _fs_path(manifest_out, filesystem) == _fs_path(job.manifest, filesystem):
+    if row_stage.fs_path(manifest_out, filesystem) == row_stage.fs_path(job.manifest, filesystem):
         raise ValueError(f"the updated manifest would overwrite the input {job.manifest}: choose another --output")
     if job.masked_format not in ("png", "jpg"):
         raise ValueError(f"masked_format must be png or jpg, got {job.masked_format!r}")
-    df = mf.read(job.manifest, filesystem=_fs(job.manifest, filesystem), validate_kwargs={"disjoint": ()})
-    for column, dtype in mf.SEGMENTATION_SCHEMA.items():
-        if column not in df.columns:
-            df = df.with_columns(pl.lit(None, dtype=dtype).alias(column))
-        elif df.schema[column] != dtype:
-            df = df.with_columns(pl.col(column).cast(dtype))
-    unknown = sorted(set(job.species) - set(df["species"].unique()))
-    if unknown:
-        raise ValueError(f"species {unknown} not in {job.manifest}; it has {sorted(df['species'].unique())}")
+    df = mf.read(job.manifest, filesystem=fs_for(job.manifest, filesystem), validate_kwargs={"disjoint": ()})
+    df = row_stage.with_columns_of(df, mf.SEGMENTATION_SCHEMA)
+    row_stage.check_species(df, job.species, job.manifest)
 
-    name = pl.col("image_id").map_elements(output_name, return_dtype=pl.String)
-    species = pl.col("species").map_elements(output_name, return_dtype=pl.String)
     ext = "jpg" if job.masked_format == "jpg" else "png"
-    sep = "/" if rio.is_s3(output) else os.sep
-    df = df.with_columns(
-        pl.concat_str([pl.lit(output), species, pl.lit("masks"), pl.format("{}.png", name)], separator=sep)
-        .alias("_mask_target"),
-        pl.concat_str([pl.lit(output), species, pl.lit("masked"), pl.format("{}.{}", name, pl.lit(ext))], separator=sep)
-        .alias("_masked_target"),
-    )
-    clash = df.filter(pl.col("_mask_target").is_duplicated())
-    if len(clash):
-        raise ValueError(f"image ids {clash['image_id'].head(4).to_list()} map to the same output file "
-                         f"({clash['_mask_target'][0]}): make image_id unique after replacing characters "
-                         "outside [A-Za-z0-9._-/] with '_'")
+    df = df.with_columns(row_stage.target(output, "masks", "png").alias("_mask_target"),
+                         row_stage.target(output, "masked", ext).alias("_masked_target"))
+    row_stage.refuse_clashes(df, "_mask_target")
 
-    fs, files = _list_files(output, filesystem)
-    stale = [p for p in files if _TMP_SUFFIX.search(p)]
-    for path in stale if clean else ():
-        try:
-            fs.delete_file(path)
-        except OSError:
-            pass
+    fs, files = row_stage.list_files(output, filesystem)
+    stale = row_stage.remove_temp_files(fs, files, remove=clean)
     existing = set(files) - set(stale)
-    journal_prefix = _fs_path(rio.join(output, JOURNAL_DIR), filesystem).rstrip("/") + "/"
     records, journal_files = read_journal(output, filesystem,
-                                          files=[p for p in existing if p.startswith(journal_prefix)])
+                                          files=row_stage.journal_files(output, filesystem, list(existing)))
 
-    # Targets sit under the output, already absolute: their paths in the filesystem need no resolving.
-    strip = len(rio.S3_SCHEME) if rio.is_s3(output) else 0
-    mask_paths = [u[strip:] for u in df["_mask_target"]]
-    masked_paths = [u[strip:] for u in df["_masked_target"]]
+    mask_paths = row_stage.stripped(df["_mask_target"].to_list(), output)
+    masked_paths = row_stage.stripped(df["_masked_target"].to_list(), output)
     files_ok = pl.Series("_files", [m in existing and k in existing
                                     for m, k in zip(mask_paths, masked_paths, strict=True)])
     df = df.with_columns(files_ok)
@@ -396,7 +331,7 @@ class SegmentWorker:
         self.pool = ThreadPoolExecutor(max_workers=max(1, spec.io_threads))
 
     def _fs(self, uri: str) -> pafs.FileSystem | None:
-        return _fs(uri, self.spec.filesystem)
+        return fs_for(uri, self.spec.filesystem)
 
     def _read(self, row: dict) -> bytes | BaseException:
         try:
@@ -471,10 +406,7 @@ class SegmentWorker:
                                   mask_uri=None, masked_uri=None)
             record["seg_time"] = time.time()
         table = pa.Table.from_pylist(records, schema=RESULT_SCHEMA)
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer)
-        journal = rio.join(self.spec.journal_dir, f"part-{uuid.uuid4().hex}.parquet")
-        rio.write_bytes(journal, buffer.getvalue(), self._fs(journal))
+        row_stage.write_journal_part(self.spec.journal_dir, table, self.spec.filesystem)
         return table
 
 
@@ -499,8 +431,6 @@ def _check_gpus(job: SegmentJob, settings: Settings) -> str | None:
 
 def _execute(job: SegmentJob, plan: Plan, filesystem: pafs.FileSystem | None, settings: Settings,
              verbose: bool = False) -> pl.DataFrame:
-    import ray
-
     from reid_core.pipelines import console
     from reid_core.pipelines.ray_runtime import init_ray
 
@@ -525,23 +455,13 @@ def _execute(job: SegmentJob, plan: Plan, filesystem: pafs.FileSystem | None, se
     # The whole row goes to the segmenter (some need more than pixels), less the old segmentation values.
     keep = [c for c in plan.todo.columns if c not in SEG_COLUMNS and c not in ("_done", "_selected")]
     table = plan.todo.select(keep).to_arrow(compat_level=pl.CompatLevel.oldest())
-    # One block per batch: the actors share the work from the first batch on.
-    blocks = [table.slice(i, job.batch_size) for i in range(0, table.num_rows, job.batch_size)]
-    dataset = ray.data.from_arrow(blocks).map_batches(
-        SegmentWorker,
-        fn_constructor_kwargs={"spec": spec},
-        batch_size=job.batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=job.actors),
-        num_cpus=job.num_cpus,
-        num_gpus=job.num_gpus or None,
-        **({"runtime_env": {"env_vars": env}} if env else {}),
-    )
+    batches = row_stage.map_rows(table, SegmentWorker, spec, batch_size=job.batch_size, actors=job.actors,
+                                 num_cpus=job.num_cpus, num_gpus=job.num_gpus, env=env)
     results, first, processed_at_first, failed = [], None, 0, 0
     execution = time.perf_counter()
     progress = console.Progress(f"segment {job.method}", table.num_rows, "images")
     with progress:
-        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for batch in batches:
             results.append(batch)
             if first is None:
                 first = time.perf_counter() - execution
@@ -563,29 +483,8 @@ def _execute(job: SegmentJob, plan: Plan, filesystem: pafs.FileSystem | None, se
 
 def merge(rows: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
     """The input manifest with the records' segmentation columns; rows without a record keep theirs."""
-    original = [c for c in rows.columns if c not in _INTERNAL]
-    latest = records.sort("seg_time", maintain_order=True).unique("image_id", keep="last", maintain_order=True)
-    joined = rows.select(original).join(
-        latest.select("image_id", *SEG_COLUMNS).rename({c: f"_new_{c}" for c in SEG_COLUMNS})
-        .with_columns(pl.lit(True).alias("_has")), on="image_id", how="left", maintain_order="left")
-    has = pl.col("_has").fill_null(False)
-    return joined.with_columns(
-        [pl.when(has).then(pl.col(f"_new_{c}")).otherwise(pl.col(c)).cast(mf.SEGMENTATION_SCHEMA[c]).alias(c)
-         for c in SEG_COLUMNS]).select(original)
-
-
-def _compact_journal(output: str, records: pl.DataFrame, old: list[str], filesystem: pafs.FileSystem | None) -> None:
-    """Fold every journal part into one file; a kill in between leaves duplicates the reader resolves."""
-    fs, written = _list_files(rio.join(output, JOURNAL_DIR), filesystem)
-    buffer = io.BytesIO()
-    records.write_parquet(buffer)
-    target = rio.join(output, JOURNAL_DIR, f"compacted-{uuid.uuid4().hex}.parquet")
-    rio.write_bytes(target, buffer.getvalue(), _fs(target, filesystem))
-    for path in set(old) | {p for p in written if p.endswith(".parquet")}:
-        try:
-            fs.delete_file(path)
-        except OSError:
-            pass
+    original = rows.select([c for c in rows.columns if c not in _INTERNAL])
+    return row_stage.merge_records(original, records, mf.SEGMENTATION_SCHEMA, "seg_time")
 
 
 def run(job: SegmentJob, *, filesystem: pafs.FileSystem | None = None, settings: Settings | None = None,
@@ -602,11 +501,11 @@ def run(job: SegmentJob, *, filesystem: pafs.FileSystem | None = None, settings:
     else:
         fresh = pl.from_arrow(RESULT_SCHEMA.empty_table())
     everything = pl.concat([plan.previous, fresh], how="diagonal_relaxed") if len(plan.previous) else fresh
-    everything = everything.sort("seg_time", maintain_order=True).unique("image_id", keep="last", maintain_order=True)
+    everything = row_stage.latest(everything, "seg_time")
     updated = mf.check(merge(plan.rows, everything), source=report.manifest_out, disjoint=())
-    mf.write(updated, report.manifest_out, filesystem=_fs(report.manifest_out, filesystem))
-    _compact_journal(report.output, pl.concat([plan.foreign, everything], how="diagonal_relaxed"),
-                     plan.journal_files, filesystem)
+    mf.write(updated, report.manifest_out, filesystem=fs_for(report.manifest_out, filesystem))
+    row_stage.compact_journal(report.output, pl.concat([plan.foreign, everything], how="diagonal_relaxed"),
+                              plan.journal_files, filesystem)
 
     report.statuses = dict(sorted(fresh.group_by("seg_status").len().iter_rows())) if len(fresh) else {}
     report.failed = report.statuses.get("failed", 0)

@@ -48,6 +48,12 @@ def crop_box(mask: np.ndarray, margin: float, square: bool) -> tuple[int, int, i
             min(w, int(np.ceil(cx + half_w))), min(h, int(np.ceil(cy + half_h))))
 
 
+def masked_box(mask: np.ndarray, config: MaskingConfig) -> tuple[int, int, int, int] | None:
+    """The box ``apply_mask`` crops the masked image to, or None where it keeps the whole frame (no
+    crop, or an empty mask). Part masks use it to stay on the masked image's frame."""
+    return crop_box(mask, config.crop_margin, config.square) if config.crop else None
+
+
 def apply_mask(image: np.ndarray, mask: np.ndarray, config: MaskingConfig = MaskingConfig()) -> np.ndarray:
     """The masked RGB image (H x W x 3 uint8). An empty mask leaves nothing to crop to: the full frame,
     all background, is returned, so callers should treat empty masks before (see fusion's no-pass policy).
@@ -55,9 +61,8 @@ def apply_mask(image: np.ndarray, mask: np.ndarray, config: MaskingConfig = Mask
     if image.shape[:2] != mask.shape:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape[:2]}")
     out = np.where(mask[..., None], image, np.asarray(config.fill, dtype=np.uint8))
-    if config.crop:
-        box = crop_box(mask, config.crop_margin, config.square)
-        if box is not None:
-            left, top, right, bottom = box
-            out = out[top:bottom, left:right]
+    box = masked_box(mask, config)
+    if box is not None:
+        left, top, right, bottom = box
+        out = out[top:bottom, left:right]
     return np.ascontiguousarray(out)

@@ -1,0 +1,346 @@
+"""Part masks for PAW-ViT over a whole manifest with Ray Data: resumable, per-row errors, local or s3://.
+
+From each row's keypoints (``reid_core.parts.keypoints``: ATRW's or COCO files, matched by file name,
+or a manifest column) and its foreground mask (``mask_uri``, from workflows/segment.py) a pool of actors
+makes the label map PAW-ViT distils (``reid_core.parts.render``) and writes, per image id:
+
+    <output>/<species>/parts/<image_id>.png    64 x 64 labels in reid_core.parts.schemes.LABELS (0 background)
+    <output>/_journal/part-<uuid>.parquet      one record per row of the batch, written last
+
+The map covers the frame of the row's masked image: where segmentation cropped it to the animal
+(``seg_config``'s masking), the mask is cropped with the same box and the keypoints moved into it, so
+image and labels stay aligned (the dataset resizes the map to the image). Rows without keypoints,
+without a readable mask or without foreground are recorded as failed (``parts_status``, ``parts_error``)
+and the job goes on. The journal and the folder work as segmentation's (``row_stage``): a rerun skips
+rows whose record is ok and whose file exists, and retries failures. At the end the manifest, with
+``parts_uri``, ``parts_status``, ``parts_error`` and ``parts_config`` and everything else kept, is written
+to ``<output>/manifest.parquet``. Two runs must not write to the same output at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.fs as pafs
+from PIL import Image
+
+from reid_core.data import io as rio
+from reid_core.data import manifest as mf
+from reid_core.parts.keypoints import keypoints_for_rows
+from reid_core.parts.mapping import DEFAULT_MAPPING, KeypointMapping, load_mapping
+from reid_core.parts.render import DEFAULT_SIZE, MIN_VISIBILITY, PartMaskError, part_label_map
+from reid_core.parts.schemes import SCHEMES, scheme_for
+from reid_core.pipelines import row_stage
+from reid_core.pipelines.ray_runtime import worker_env
+from reid_core.pipelines.row_stage import JOURNAL_DIR, fs_for
+from reid_core.segmentation.masking import MaskingConfig, mask_from_png, masked_box
+from reid_core.settings import Settings
+
+KEYPOINT_COLUMN = "keypoints"  # the default source: the ATRW adapter's column
+PARTS_COLUMNS = tuple(mf.PARTS_SCHEMA)
+_INTERNAL = ("_parts_target", "_parts_config", "_keypoints", "_keypoints_error", "_done", "_selected")
+_SEG_INPUTS = ("mask_uri", "seg_status", "seg_error", "seg_config")
+_WORKER_COLUMNS = ("image_id", *_SEG_INPUTS, "_parts_target", "_parts_config", "_keypoints", "_keypoints_error")
+
+RESULT_SCHEMA = pa.schema([
+    ("image_id", pa.string()),
+    ("parts_uri", pa.string()),
+    ("parts_status", pa.string()),
+    ("parts_error", pa.string()),
+    ("parts_config", pa.string()),
+    ("parts_seconds", pa.float64()),  # read + render + write, per row
+    ("parts_time", pa.float64()),  # unix time the record was made: the latest record of a row wins
+])
+
+
+@dataclass(frozen=True)
+class PartMaskJob:
+    manifest: str
+    output: str | None = None  # default: <manifest's folder>/parts-<mapping>
+    keypoints: tuple[str, ...] = ()  # keypoint files, or one manifest column; empty: the `keypoints` column
+    mapping: str = DEFAULT_MAPPING  # a shipped mapping's name or a mapping file
+    scheme: str | None = None  # the part scheme every row is checked against; None: each row's species
+    species: tuple[str, ...] = ()  # empty: all
+    size: int = DEFAULT_SIZE
+    min_visibility: float = MIN_VISIBILITY
+    actors: int = 1
+    batch_size: int = 32
+    num_cpus: float = 1.0  # per actor
+    io_threads: int = 4  # per actor: rows are read, rendered and written concurrently
+    worker_env: dict = field(default_factory=dict)  # on top of the forwarded S3 endpoint and region
+
+    def sources(self) -> tuple[str, ...]:
+        return self.keypoints or (KEYPOINT_COLUMN,)
+
+    def output_dir(self, mapping_name: str | None = None) -> str:
+        if self.output:
+            return rio.absolute(self.output).rstrip("/")
+        if rio.is_s3(self.manifest):
+            parent = self.manifest.rsplit("/", 1)[0]
+        else:
+            parent = os.path.dirname(rio.resolve(self.manifest)[1])
+        return rio.join(parent, f"parts-{row_stage.slug(mapping_name or self.mapping)}")
+
+    def config(self, mapping: KeypointMapping, scheme: str, columns: list[str]) -> str:
+        """What makes two runs' masks comparable (recorded per row as ``parts_config``); ``columns``: the
+        manifest's, to tell keypoint columns from files."""
+        sources = [s if s in columns else rio.absolute(s) for s in self.sources()]
+        return json.dumps({"keypoints": sources, "mapping": mapping.name, "mapping_digest": mapping.digest,
+                           "scheme": scheme, "size": self.size, "min_visibility": self.min_visibility},
+                          sort_keys=True)
+
+
+@dataclass
+class PartMaskReport:
+    output: str
+    manifest_out: str
+    rows: int
+    selected: int
+    skipped: int
+    to_process: int
+    processed: int = 0
+    failed: int = 0
+    statuses: dict = field(default_factory=dict)
+    stale_temp_files_removed: int = 0
+    ray_init_s: float = 0.0
+    run_s: float = 0.0
+    images_per_s: float | None = None
+    failures: list = field(default_factory=list)  # (image_id, error), the first few
+    notes: list = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    rows: pl.DataFrame  # the input manifest plus the _INTERNAL columns
+    todo: pl.DataFrame
+    previous: pl.DataFrame  # journal records still backed by files (or failed)
+    foreign: pl.DataFrame  # journal records of image ids this manifest does not have: kept as they are
+    journal_files: list[str]
+    mapping: KeypointMapping
+    report: PartMaskReport
+
+
+def _schemes(df: pl.DataFrame, job: PartMaskJob, mapping: KeypointMapping) -> pl.Expr:
+    """Each selected row's scheme name, checked: it exists and the mapping can label all its parts."""
+    if job.scheme and job.scheme not in SCHEMES:
+        raise ValueError(f"--scheme {job.scheme}: no such part scheme; known are {', '.join(SCHEMES)} "
+                         "(add one to reid_core/parts/schemes.py)")
+    for name in sorted({job.scheme} if job.scheme else set(df["species"].unique())):
+        mapping.check_covers(scheme_for(name))
+    return pl.lit(job.scheme) if job.scheme else pl.col("species")
+
+
+def make_plan(job: PartMaskJob, filesystem: pafs.FileSystem | None = None, *, clean: bool = True) -> Plan:
+    """Read the manifest, the keypoints and the output folder; decide what this run does. ``clean``
+    removes the temporary files a killed run left (a dry run leaves everything as it is)."""
+    if job.size < 8:
+        raise ValueError(f"size must be at least 8 pixels, got {job.size}")
+    mapping = load_mapping(job.mapping, filesystem)
+    output = job.output_dir(mapping.name)
+    manifest_out = rio.join(output, "manifest.parquet")
+    if row_stage.fs_path(manifest_out, filesystem) == row_stage.fs_path(job.manifest, filesystem):
+        raise ValueError(f"the updated manifest would overwrite the input {job.manifest}: choose another --output")
+    df = mf.read(job.manifest, filesystem=fs_for(job.manifest, filesystem), validate_kwargs={"disjoint": ()})
+    df = row_stage.with_columns_of(df, mf.PARTS_SCHEMA)
+    row_stage.check_species(df, job.species, job.manifest)
+    selected = pl.col("species").is_in(list(job.species)) if job.species else pl.lit(True)
+    scheme = _schemes(df.filter(selected), job, mapping)
+    if job.keypoints == () and KEYPOINT_COLUMN not in df.columns:
+        raise ValueError(f"{job.manifest} has no '{KEYPOINT_COLUMN}' column: pass --keypoints FILE (ATRW's "
+                         "reid_keypoints_*.json or a COCO keypoint file) or --keypoints COLUMN")
+    keypoints = keypoints_for_rows(df, list(job.sources()), mapping, job.min_visibility, filesystem)
+    configs = {name: job.config(mapping, name, df.columns) for name in df.select(scheme.alias("s"))["s"].unique().to_list()}
+    df = pl.concat([df, keypoints], how="horizontal").with_columns(
+        row_stage.target(output, "parts", "png").alias("_parts_target"),
+        scheme.replace_strict(configs, return_dtype=pl.String).alias("_parts_config"),
+        selected.alias("_selected"))
+    row_stage.refuse_clashes(df, "_parts_target")
+
+    fs, files = row_stage.list_files(output, filesystem)
+    stale = row_stage.remove_temp_files(fs, files, remove=clean)
+    existing = set(files) - set(stale)
+    records, journal_files = row_stage.read_journal(
+        output, RESULT_SCHEMA, "parts_time", filesystem, files=row_stage.journal_files(output, filesystem, list(existing)))
+    on_disk = pl.Series("_file", [p in existing for p in row_stage.stripped(df["_parts_target"].to_list(), output)])
+    joined = df.select("image_id", "_parts_target", "_parts_config").with_columns(on_disk).join(
+        records, on="image_id", how="left", maintain_order="left")
+    joined = joined.with_columns(((pl.col("parts_status") == "ok").fill_null(False) & pl.col("_file")
+                                  & (pl.col("parts_uri") == pl.col("_parts_target")).fill_null(False)).alias("_done"))
+    df = df.with_columns(joined["_done"])
+    # Earlier records the output still backs: finished rows with their files, and failures.
+    previous = joined.filter(pl.col("_done") | (pl.col("parts_status") == "failed").fill_null(False)).select(
+        records.columns)
+
+    todo = df.filter(pl.col("_selected") & ~pl.col("_done"))
+    skipped = joined.filter(df["_selected"] & df["_done"])
+    report = PartMaskReport(output=output, manifest_out=manifest_out, rows=len(df), selected=int(df["_selected"].sum()),
+                            skipped=len(skipped), to_process=len(todo),
+                            stale_temp_files_removed=len(stale) if clean else 0)
+    other = skipped.filter(pl.col("parts_config") != pl.col("_parts_config"))
+    if len(other):
+        report.notes.append(f"{len(other)} finished rows skipped were made with other settings "
+                            f"({other['parts_config'][0]}); delete them or choose another --output to redo them")
+    foreign = records.filter(~pl.col("image_id").is_in(df["image_id"].implode()))
+    return Plan(df, todo, previous, foreign, journal_files, mapping, report)
+
+
+# --------------------------------------------------------------------------------------------------
+# The actor
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    mapping: KeypointMapping
+    size: int
+    min_visibility: float
+    io_threads: int
+    journal_dir: str
+    filesystem: pafs.FileSystem | None = None  # for s3:// URIs; None: from the settings
+
+
+def masking_of(seg_config: str | None) -> MaskingConfig:
+    """The masking a row's masked image was made with (its ``seg_config``); none recorded: no crop."""
+    if not seg_config:
+        return MaskingConfig()
+    try:
+        masking = json.loads(seg_config).get("masking") or {}
+    except (ValueError, AttributeError):
+        raise ValueError(f"seg_config is not a JSON object ({seg_config[:60]!r}): rerun workflows/segment.py "
+                         "on this row") from None
+    return MaskingConfig(**{k: masking[k] for k in ("crop", "crop_margin", "square") if k in masking})
+
+
+def frame(mask: np.ndarray, values: list[float], row: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The mask and keypoints on the frame of the row's masked image: cropped as segmentation cropped
+    it (segment.py keeps flagged rows' images whole), keypoints moved into the crop."""
+    box = None if row.get("seg_status") == "flagged" else masked_box(mask, masking_of(row.get("seg_config")))
+    keypoints = np.asarray(values, dtype=np.float64).reshape(-1, 3).copy()
+    if box is not None:
+        left, top, right, bottom = box
+        mask = mask[top:bottom, left:right]
+        keypoints[:, 0] -= left
+        keypoints[:, 1] -= top
+    return mask, keypoints.ravel()
+
+
+class PartMaskWorker:
+    """One per actor: renders and writes the label maps of its batches, then their journal record."""
+
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+        self.pool = ThreadPoolExecutor(max_workers=max(1, spec.io_threads))
+
+    def _fs(self, uri: str) -> pafs.FileSystem | None:
+        return fs_for(uri, self.spec.filesystem)
+
+    def _mask(self, row: dict) -> np.ndarray:
+        uri = row["mask_uri"]
+        if not uri:
+            why = f" (segmentation {row['seg_status']}: {row['seg_error']})" if row.get("seg_status") else ""
+            raise PartMaskError(f"no foreground mask: mask_uri is empty{why}; segment this row first "
+                                "(workflows/segment.py)")
+        try:
+            return mask_from_png(rio.read_image(uri, self._fs(uri), mode="L"))
+        except Exception as error:
+            raise PartMaskError(f"mask {uri} cannot be read ({type(error).__name__}: {error})") from None
+
+    def _row(self, row: dict) -> dict:
+        started = time.perf_counter()
+        record = {"image_id": row["image_id"], "parts_uri": None, "parts_status": "failed", "parts_error": None,
+                  "parts_config": row["_parts_config"]}
+        try:
+            if row["_keypoints"] is None:
+                raise PartMaskError(row["_keypoints_error"] or "no keypoints")
+            mask, keypoints = frame(self._mask(row), row["_keypoints"], row)
+            labels = part_label_map(mask, keypoints, self.spec.mapping, self.spec.size, self.spec.min_visibility)
+            target = row["_parts_target"]
+            rio.write_bytes(target, rio.encode_image(Image.fromarray(labels, "L"), "PNG"), self._fs(target))
+            record.update(parts_uri=target, parts_status="ok")
+        except PartMaskError as error:
+            record["parts_error"] = str(error)
+        except Exception as error:  # anything else is recorded too: the job goes on
+            record["parts_error"] = f"{type(error).__name__}: {error}"
+        record["parts_seconds"] = time.perf_counter() - started
+        record["parts_time"] = time.time()
+        return record
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        records = list(self.pool.map(self._row, batch.to_pylist()))
+        table = pa.Table.from_pylist(records, schema=RESULT_SCHEMA)
+        row_stage.write_journal_part(self.spec.journal_dir, table, self.spec.filesystem)
+        return table
+
+
+# --------------------------------------------------------------------------------------------------
+# The driver
+
+
+def _execute(job: PartMaskJob, plan: Plan, filesystem: pafs.FileSystem | None, settings: Settings,
+             verbose: bool) -> pl.DataFrame:
+    from reid_core.pipelines import console
+    from reid_core.pipelines.ray_runtime import init_ray
+
+    report = plan.report
+    started = time.perf_counter()
+    init_ray(settings, verbose=verbose)
+    console.configure_ray_data(verbose)
+    report.ray_init_s = time.perf_counter() - started
+    spec = WorkerSpec(mapping=plan.mapping, size=job.size, min_visibility=job.min_visibility,
+                      io_threads=job.io_threads, journal_dir=rio.join(report.output, JOURNAL_DIR),
+                      filesystem=filesystem if rio.is_s3(report.output) or rio.is_s3(job.manifest) else None)
+    # A manifest need not come from segment.py: its columns the actors read are null where absent.
+    rows = row_stage.with_columns_of(plan.todo, {c: mf.SEGMENTATION_SCHEMA[c] for c in _SEG_INPUTS})
+    table = rows.select(_WORKER_COLUMNS).to_arrow(compat_level=pl.CompatLevel.oldest())
+    batches = row_stage.map_rows(table, PartMaskWorker, spec, batch_size=job.batch_size, actors=job.actors,
+                                 num_cpus=job.num_cpus, env=worker_env() | dict(job.worker_env))
+    results, failed = [], 0
+    execution = time.perf_counter()
+    with console.Progress(f"part masks {plan.mapping.name}", table.num_rows, "images") as progress:
+        for batch in batches:
+            results.append(batch)
+            failed += batch.column("parts_status").to_pylist().count("failed")
+            progress.advance(batch.num_rows, failed=failed)
+        progress.close(f"{progress.done} images, {failed} failed")
+    report.run_s = time.perf_counter() - execution
+    records = pl.from_arrow(pa.concat_tables(results)) if results else pl.from_arrow(RESULT_SCHEMA.empty_table())
+    report.processed = len(records)
+    if report.run_s > 0 and report.processed:
+        report.images_per_s = report.processed / report.run_s
+    return records
+
+
+def run(job: PartMaskJob, *, filesystem: pafs.FileSystem | None = None, settings: Settings | None = None,
+        dry_run: bool = False, verbose: bool = False) -> PartMaskReport:
+    """Make the part masks of the selected rows not done yet; write them and the updated manifest."""
+    settings = settings or Settings.from_env()
+    plan = make_plan(job, filesystem, clean=not dry_run)
+    report = plan.report
+    report.dry_run = dry_run
+    if dry_run:
+        return report
+    fresh = (_execute(job, plan, filesystem, settings, verbose) if len(plan.todo)
+             else pl.from_arrow(RESULT_SCHEMA.empty_table()))
+    everything = pl.concat([plan.previous, fresh], how="diagonal_relaxed") if len(plan.previous) else fresh
+    everything = row_stage.latest(everything, "parts_time")
+    original = plan.rows.select([c for c in plan.rows.columns if c not in _INTERNAL])
+    updated = mf.check(row_stage.merge_records(original, everything, mf.PARTS_SCHEMA, "parts_time"),
+                       source=report.manifest_out, disjoint=())
+    mf.write(updated, report.manifest_out, filesystem=fs_for(report.manifest_out, filesystem))
+    row_stage.compact_journal(report.output, pl.concat([plan.foreign, everything], how="diagonal_relaxed"),
+                              plan.journal_files, filesystem)
+    report.statuses = dict(sorted(fresh.group_by("parts_status").len().iter_rows())) if len(fresh) else {}
+    report.failed = report.statuses.get("failed", 0)
+    failures = fresh.filter(pl.col("parts_status") == "failed")
+    report.failures = [list(r) for r in failures.select("image_id", "parts_error").head(10).iter_rows()]
+    return report
