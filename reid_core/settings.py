@@ -2,7 +2,10 @@
 
 The embedded default keeps all state under ``REID_HOME`` (``~/.reid``). Every path is absolute so a
 job submitted to a local ``ray start --head`` (which runs in a temporary working directory) sees the
-same stores as the command line. Environment variables switch the same commands to shared services.
+same stores as the command line. Environment variables switch the same commands to shared services:
+``MLFLOW_TRACKING_URI`` (tracking server), ``RAY_ADDRESS`` (cluster), ``REID_S3_ENDPOINT_URL`` (an
+S3-compatible endpoint) and ``REID_RAY_STORAGE`` (where Ray Train and Tune keep runs and checkpoints: a
+folder, or an ``s3://`` URI so that a multi-node cluster needs no shared file system).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ class Settings:
     tracking_uri: str
     s3_endpoint_url: str | None
     ray_address: str | None
+    ray_storage: str  # an absolute local path or an s3:// URI (no trailing '/')
 
     @property
     def data_dir(self) -> Path:
@@ -33,8 +37,8 @@ class Settings:
         return self.home / "mlartifacts"
 
     @property
-    def ray_storage(self) -> Path:
-        return self.home / "ray"
+    def ray_storage_is_s3(self) -> bool:
+        return self.ray_storage.startswith("s3://")
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -55,11 +59,24 @@ class Settings:
             # REID_S3_ENDPOINT_URL wins so tests can target a local endpoint without touching AWS_*.
             s3_endpoint_url=env.get("REID_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL") or None,
             ray_address=env.get("RAY_ADDRESS") or None,
+            ray_storage=_storage_uri(env.get("REID_RAY_STORAGE"), home / "ray"),
         )
 
     def ensure_dirs(self) -> None:
-        for path in (self.home, self.data_dir, self.artifacts_dir, self.ray_storage, self.checkpoints_dir):
+        local_ray = () if self.ray_storage_is_s3 else (Path(self.ray_storage),)
+        for path in (self.home, self.data_dir, self.artifacts_dir, self.checkpoints_dir, *local_ray):
             path.mkdir(parents=True, exist_ok=True)
+
+
+def _storage_uri(value: str | None, default: Path) -> str:
+    """REID_RAY_STORAGE as Ray is given it: s3:// unchanged, a local path made absolute."""
+    if not value:
+        return str(default)
+    if value.startswith("s3://"):
+        if len(value.rstrip("/")) <= len("s3://"):
+            raise ValueError(f"REID_RAY_STORAGE={value!r} names no bucket: use s3://<bucket>[/<prefix>]")
+        return value.rstrip("/")
+    return str(Path(value).expanduser().resolve())
 
 
 def get_settings() -> Settings:

@@ -6,7 +6,9 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
@@ -64,6 +66,37 @@ def stop_process_group(process, timeout: float = 20) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def session_processes(sid: int) -> list[int]:
+    """Live processes of a session (Ray's workers get their own process groups, not sessions)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.getsid(int(entry)) == sid:
+                state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    pids.append(int(entry))
+        except (OSError, IndexError):
+            continue
+    return pids
+
+
+def kill_session(process: subprocess.Popen) -> None:
+    """SIGKILL a process started with ``start_new_session=True`` and everything it started (its own
+    Ray), and wait until they are gone: a killed driver, as a lost VM or an OOM kill leaves it."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pids = session_processes(process.pid)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.poll()
+        time.sleep(0.2)
+    process.wait()
+    assert not session_processes(process.pid), "processes of the killed run survived"
 
 
 @pytest.fixture(scope="session")

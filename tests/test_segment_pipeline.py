@@ -6,7 +6,6 @@ import dataclasses
 import io
 import json
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import kill_session
 from PIL import Image, UnidentifiedImageError
 
 from reid_core.data import io as rio
@@ -234,38 +234,6 @@ def build(delay=0.1, log="calls.txt"):
 '''
 
 
-def _session(sid: int) -> list[int]:
-    """Live processes of a session (Ray's workers get their own process groups, not sessions)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        try:
-            if entry.isdigit() and os.getsid(int(entry)) == sid:
-                state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z":
-                    pids.append(int(entry))
-        except (OSError, IndexError):
-            continue
-    return pids
-
-
-def _kill_session(process: subprocess.Popen) -> None:
-    """SIGKILL the workflow and everything it started (its own Ray), and wait until they are gone."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        pids = _session(process.pid)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        process.poll()
-        time.sleep(0.2)
-    process.wait()
-    assert not _session(process.pid), "processes of the killed run survived"
-
-
 def test_killed_workflow_finishes_the_rest_on_the_next_run(tiny_synthetic, tmp_path, ray_local):
     """Kill `workflows/segment.py` (and the local Ray it started) midway; the next run finishes the job,
     and every row not finished before the kill is segmented exactly once by it."""
@@ -282,7 +250,7 @@ def test_killed_workflow_finishes_the_rest_on_the_next_run(tiny_synthetic, tmp_p
         if (out / "_journal").exists() and len(list((out / "_journal").iterdir())) >= 3:
             break
         time.sleep(0.05)
-    _kill_session(process)
+    kill_session(process)
     job = SegmentJob(manifest=tiny_synthetic, output=str(out), method="slowseg:build")
     killed = make_plan(job, clean=False)
     done_before = set(killed.rows.filter(pl.col("_done"))["image_id"])

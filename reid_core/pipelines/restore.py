@@ -9,9 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from reid_core.data import io as rio
 from reid_core.engine import checkpoint as ckpt
 from reid_core.methods.contract import Method
 from reid_core.methods.registry import get_method
+from reid_core.pipelines.ray_storage import download, subdirectories
 
 
 @dataclass
@@ -22,13 +24,21 @@ class Restored:
     progress: ckpt.Progress
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path:
-    """The newest complete checkpoint under a Ray Train run directory or a local checkpoint store."""
-    run_dir = Path(run_dir)
-    found = sorted(p.parent for p in run_dir.glob("*/" + ckpt.PROGRESS_FILE) if not p.parent.name.startswith("."))
-    if not found:
+def latest_checkpoint(run_dir: str | Path, download_root: str | Path | None = None) -> Path:
+    """The newest complete checkpoint (a folder with its progress file; hidden ones are being written)
+    under a Ray Train run directory or a local checkpoint store. Under an s3:// run directory it is
+    downloaded to ``download_root/<its name>`` first: the rest of the code reads local folders."""
+    run_dir = str(run_dir)
+    names = [name for name in subdirectories(run_dir) if not name.startswith(".")]
+    complete = [name for name in names if rio.exists(rio.join(run_dir, name, ckpt.PROGRESS_FILE))]
+    if not complete:
         raise FileNotFoundError(f"no checkpoint under {run_dir}: did the training run finish an epoch?")
-    return found[-1]
+    latest = rio.join(run_dir, complete[-1])
+    if not rio.is_s3(run_dir):
+        return Path(latest)
+    if download_root is None:
+        raise ValueError(f"{latest} is on S3: pass download_root, a local folder to copy it to")
+    return Path(download(latest, str(Path(download_root) / complete[-1])))
 
 
 def restore(checkpoint_dir: str | Path, device: str | torch.device = "cpu") -> Restored:

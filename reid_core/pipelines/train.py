@@ -1,7 +1,8 @@
 """Run one training job: in-process (``workers=0``) or DDP on Ray Train (``workers>=1``).
 
 Either way a rerun with the same ``run_name`` resumes from the last checkpoint: Ray Train keeps them
-under ``<ray storage>/<run_name>``; in-process runs under ``<checkpoints>/<run_name>``.
+under ``<ray storage>/<run_name>`` (a local folder or s3://, ``REID_RAY_STORAGE``); in-process runs
+under ``<checkpoints>/<run_name>``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from reid_core.engine.loop import TrainJob, train, train_worker
 from reid_core.engine.session import LocalSession, Session
 from reid_core.pipelines import console
 from reid_core.pipelines.ray_runtime import init_ray
+from reid_core.pipelines.ray_storage import storage_args
 from reid_core.settings import Settings
 
 # What the epoch progress shows of a report, by the name it shows.
@@ -136,13 +138,15 @@ def run_training(
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     epochs = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
+    storage = storage_args(settings.ray_storage, settings)
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=job.to_dict(),
         scaling_config=scaling_config(workers, job.use_gpu, cpus_per_worker),
         run_config=ray.train.RunConfig(
             name=run_name,
-            storage_path=str(settings.ray_storage),
+            storage_path=storage.path,
+            storage_filesystem=storage.filesystem,
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             logging_config=console.train_logging_config(verbose),

@@ -5,14 +5,18 @@ and per-epoch metrics are logged from the Tune driver (one writer per store). Ea
 training: in-process (``workers_per_trial=0``) or DDP on Ray Train (``TorchTrainer`` reporting to Tune).
 The best trial is evaluated on the test split, logged as a model and registered with alias
 ``candidate``.
+
+Failures: a trial whose worker (or node) is lost is restarted from its last checkpoint, up to
+``max_failures`` times (Tune's failure config). A killed driver is continued with ``resume=True``
+(``--resume``): the sweep's record (``sweep_record``) names its parent run and Tune's experiment, which
+``Tuner.restore`` continues without rerunning finished trials; the best model is registered as usual.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +29,15 @@ from reid_core.engine.loop import TrainJob, check_job, load_species_rows, train,
 from reid_core.engine.session import TuneTrialSession
 from reid_core.methods.registry import get_method
 from reid_core.pipelines import console
+from reid_core.pipelines import sweep_record as records
 from reid_core.pipelines.publish import publish
 from reid_core.pipelines.ray_runtime import init_ray
+from reid_core.pipelines.ray_storage import StorageArgs, storage_args
 from reid_core.pipelines.restore import latest_checkpoint, restore
 from reid_core.pipelines.search_space import SearchSpace
 from reid_core.pipelines.train import original_images_note, scaling_config
+from reid_core.pipelines.tune_callbacks import METRIC, TIME_ATTR, trial_logger, trial_progress
 from reid_core.settings import Settings
-
-METRIC = "val.mAP"
-TIME_ATTR = "tuned_epoch"  # epochs of the stages the method lets the tuner count
 
 
 @dataclass
@@ -55,6 +59,18 @@ class TuneRequest:
     cpus_per_trial: float = 1.0
     cache_images: bool = False
     verbose: bool = False  # Ray Tune's status tables and the trials' own output on the console
+    max_failures: int = 2  # restarts of a trial (from its last checkpoint) after a lost worker or node
+    resume: bool = False  # continue each species' latest sweep (its record) instead of starting one
+
+
+# What a sweep's trials depend on: a resume must match the sweep it continues on every one of these.
+IDENTITY_FIELDS = ("method", "manifest", "preset", "num_samples", "workers_per_trial", "epochs", "use_gpu",
+                   "seed", "bounds", "overrides", "use_masked", "cpus_per_trial", "cache_images")
+
+
+def request_identity(request: TuneRequest) -> dict[str, Any]:
+    identity = {name: getattr(request, name) for name in IDENTITY_FIELDS}
+    return identity | {"manifest": rio.absolute(request.manifest)}
 
 
 @dataclass
@@ -83,9 +99,10 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def run_trial(config: dict, *, base: dict, workers: int, storage_path: str, cpus_per_trial: float,
-              verbose: bool = False) -> None:
-    """The Tune function trainable: one full training with the sampled overrides."""
+def run_trial(config: dict, *, base: dict, workers: int, storage: StorageArgs, cpus_per_trial: float,
+              max_failures: int = 0, verbose: bool = False) -> None:
+    """The Tune function trainable: one full training with the sampled overrides. A DDP trial restarted
+    by Tune reruns its TorchTrainer under the same name, which resumes from that trainer's checkpoint."""
     import ray.tune
 
     job = TrainJob(**{**base, "overrides": {**base["overrides"], **config}})
@@ -106,7 +123,9 @@ def run_trial(config: dict, *, base: dict, workers: int, storage_path: str, cpus
         scaling_config=scaling_config(workers, job.use_gpu, cpus_per_trial),
         run_config=ray.train.RunConfig(
             name=f"trial-{ray.tune.get_context().get_trial_id()}",
-            storage_path=storage_path,
+            storage_path=storage.path,
+            storage_filesystem=storage.filesystem,
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
             callbacks=[TuneReportCallback()],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             logging_config=console.train_logging_config(verbose),
@@ -115,88 +134,13 @@ def run_trial(config: dict, *, base: dict, workers: int, storage_path: str, cpus
     trainer.fit()
 
 
-def _trial_logger(parent_run_id: str, tags: Mapping[str, str], settings: Settings, data_input=None):
-    """A Tune callback (driver side) mirroring each trial into an MLflow child run as it runs;
-    ``data_input(run_id)`` logs the sweep's manifest as the run's dataset input."""
-    from ray.tune import Callback
-
-    class TrialRunLogger(Callback):
-        def __init__(self) -> None:
-            self.run_ids: dict[str, str] = {}
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self.run_ids[trial.trial_id] = tracking.start_trial_run(
-                parent_run_id, params=trial.config, tags={**tags, "trial_id": trial.trial_id},
-                run_name=f"trial-{trial.trial_id}", settings=settings)
-            if data_input is not None:
-                data_input(self.run_ids[trial.trial_id])
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            metrics = {k: v for k, v in result.items() if k.startswith(("train.", "val."))}
-            tracking.log_metrics(self.run_ids[trial.trial_id], metrics, step=int(result.get("epoch", 0)),
-                                 settings=settings)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            tracking.end_run(self.run_ids[trial.trial_id], "FINISHED", settings=settings)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            tracking.end_run(self.run_ids[trial.trial_id], "FAILED", settings=settings)
-
-    return TrialRunLogger()
-
-
-def _trial_progress(species: str, num_samples: int, epochs: int, enabled: bool = True):
-    """A Tune callback (driver side) moving one progress over the sweep's trials: finished (completed,
-    stopped early by ASHA or failed) of ``num_samples``, with the running trials, the epochs trained
-    so far and the best validation mAP as its status."""
-    from ray.tune import Callback
-
-    class TrialProgress(Callback):
-        def __init__(self) -> None:
-            self.bar = console.Progress(f"tune {species}", num_samples, "trials", enabled=enabled)
-            self.epochs: dict[str, int] = {}
-            self.scores: dict[str, float] = {}  # each trial's latest val.mAP (what picks the best trial)
-            self.stopped_early = self.failed = 0
-
-        def _best(self) -> tuple[str, float] | None:
-            return max(self.scores.items(), key=lambda item: item[1]) if self.scores else None
-
-        def _status(self, trials, ended=None) -> dict:
-            running = sum(1 for t in trials if t.status == "RUNNING" and t is not ended)
-            best = self._best()
-            return {"running": running, "epochs": f"{sum(self.epochs.values())}/{num_samples * epochs}",
-                    f"best {METRIC}": f"{best[1]:.4g} ({best[0]})" if best else None}
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.epochs[trial.trial_id] = int(result.get(TIME_ATTR, self.epochs.get(trial.trial_id, 0)))
-            if METRIC in result:
-                self.scores[trial.trial_id] = float(result[METRIC])
-            self.bar.set_status(**self._status(trials))
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            if self.epochs.get(trial.trial_id, 0) < epochs:
-                self.stopped_early += 1
-            self.bar.advance(1, **self._status(trials, ended=trial))
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self.failed += 1
-            self.scores.pop(trial.trial_id, None)
-            self.bar.advance(1, **self._status(trials, ended=trial))
-
-        def summary(self) -> str:
-            best = self._best()
-            text = (f"{self.bar.done} trials, {sum(self.epochs.values())} epochs ({self.stopped_early} stopped "
-                    f"early by ASHA, {self.failed} failed)")
-            return text + (f", best {METRIC} {best[1]:.4g} (trial {best[0]})" if best else "")
-
-    return TrialProgress()
-
-
-def _best_checkpoint_dir(best, storage_path: str) -> Path:
+def _best_checkpoint_dir(best, storage: str, settings: Settings) -> Path:
+    """A local folder with the best trial's checkpoint (downloaded when the Ray storage is remote)."""
+    downloads = settings.checkpoints_dir / "tune-downloads" / best.metrics["trial_id"]
     if best.checkpoint is not None:  # in-process trials report checkpoints to Tune itself
-        return ckpt.local_directory(best.checkpoint, Path(storage_path) / "downloaded")
+        return ckpt.local_directory(best.checkpoint, downloads)
     # DDP trials: the TorchTrainer persisted them under its own run name.
-    return latest_checkpoint(Path(storage_path) / f"trial-{best.metrics['trial_id']}")
+    return latest_checkpoint(rio.join(storage, f"trial-{best.metrics['trial_id']}"), downloads)
 
 
 def tuning_job(request: TuneRequest, species: str) -> TrainJob:
@@ -219,59 +163,120 @@ def checked_rows(request: TuneRequest, species: str) -> pl.DataFrame:
     return rows
 
 
-def tune_species(request: TuneRequest, species: str, settings: Settings) -> SpeciesResult:
+def _start_sweep(request: TuneRequest, species: str, rows: pl.DataFrame, tags: dict, data_input,
+                 settings: Settings) -> records.SweepRecord:
+    """A new parent run, and the record a later ``--resume`` continues from."""
+    previous = records.load(settings, request.method, species)
+    if previous is not None and not previous.finished:
+        print(f"note: the earlier {species} sweep (parent run {previous.parent_run_id}) did not finish; this "
+              "starts a new one (--resume would have continued it)")
+    fixed = tuning_job(request, species).overrides
+    parent = tracking.start_sweep_run(
+        tracking.experiment_name(request.method), species, request.method, tags=tags,
+        params={"num_samples": request.num_samples, "workers_per_trial": request.workers_per_trial,
+                "seed": request.seed, "bounds": request.bounds, "use_masked": request.use_masked,
+                "preset": request.preset, **{f"fixed.{k}": v for k, v in fixed.items()}},
+        settings=settings)
+    data_input(parent)
+    record = records.SweepRecord(
+        method=request.method, species=species, parent_run_id=parent,
+        storage=rio.join(records.sweeps_dir(settings, request.method, species), parent[:8]),
+        experiment=f"tune-{request.method}-{species}", request=request_identity(request))
+    records.save(record, settings)
+    return record
+
+
+def _resumed_sweep(request: TuneRequest, species: str, settings: Settings) -> records.SweepRecord:
+    """The record of the sweep ``--resume`` continues, after checking it is the same sweep."""
+    record = records.for_resume(settings, request.method, species)
+    differences = records.mismatches(record.request, request_identity(request))
+    if differences:
+        raise ValueError(f"--resume continues the {species} sweep as it was started "
+                         f"({records.record_uri(settings, request.method, species)}), but these differ: "
+                         f"{'; '.join(differences)}. Resume with the same options, or run without --resume")
+    return record
+
+
+def _tuner(request: TuneRequest, record: records.SweepRecord, trainable, callbacks_for, epochs: int,
+           settings: Settings):
+    """Tune's Tuner for the sweep: restored from its experiment when resuming (finished trials stay
+    finished, unfinished and errored ones go on from their checkpoints), else a new one. Returns the
+    tuner and its progress callback."""
     from optuna.samplers import TPESampler
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
+    storage = storage_args(record.storage, settings)
+    experiment = storage_args(record.experiment_path, settings)
+    if request.resume and tune.Tuner.can_restore(experiment.path, storage_filesystem=experiment.filesystem):
+        tuner = tune.Tuner.restore(experiment.path, trainable, resume_errored=True,
+                                   storage_filesystem=experiment.filesystem)
+        done = sum(1 for result in tuner.get_results() if result.error or (result.metrics or {}).get("done"))
+        callbacks, progress = callbacks_for(done)
+        # Tune restores the callbacks pickled with the first driver's Tuner (whose progress bar is not
+        # this driver's) and takes no new ones: hand it this driver's.
+        tuner._local_tuner.get_run_config().callbacks = callbacks
+        return tuner, progress
+    callbacks, progress = callbacks_for(0)
+    search = OptunaSearch(space=SearchSpace(request.method, request.bounds), metric=METRIC, mode="max",
+                          sampler=TPESampler(seed=request.seed))
+    scheduler = ASHAScheduler(time_attr=TIME_ATTR, max_t=epochs, grace_period=max(1, epochs // 3))
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=METRIC, mode="max",
+                                    num_samples=request.num_samples,
+                                    max_concurrent_trials=request.max_concurrent),
+        run_config=tune.RunConfig(name=record.experiment, storage_path=storage.path,
+                                  storage_filesystem=storage.filesystem, callbacks=callbacks,
+                                  failure_config=tune.FailureConfig(max_failures=request.max_failures),
+                                  verbose=console.tune_verbosity(request.verbose)),
+    )
+    return tuner, progress
+
+
+def tune_species(request: TuneRequest, species: str, settings: Settings) -> SpeciesResult:
+    from ray import tune
+
+    if request.resume:
+        record = _resumed_sweep(request, species, settings)
+        if record.finished:
+            print(f"note: the {species} sweep (parent run {record.parent_run_id}) finished already: its result "
+                  "is shown as it was (run without --resume to start a new sweep)")
+            return SpeciesResult(**record.result)
     rows = checked_rows(request, species)
     base_job = tuning_job(request, species)
     method, config = base_job.method_and_config()
     epochs = sum(plan.epochs for plan in method.plan(config) if plan.tuned)
-    experiment = tracking.experiment_name(request.method)
-    tracking.get_or_create_experiment(experiment, settings)
+    tracking.get_or_create_experiment(tracking.experiment_name(request.method), settings)
     tags = tracking.standard_tags(species=species, method=request.method, dataset=request.dataset,
                                   data_version=tracking.data_version(rows), manifest=rio.absolute(request.manifest))
-    fixed = base_job.overrides
     if note := original_images_note(base_job, training_images(method, config, rows, request.use_masked).column):
         print(note)
-    parent = tracking.start_sweep_run(
-        experiment, species, request.method, tags=tags,
-        params={"num_samples": request.num_samples, "workers_per_trial": request.workers_per_trial,
-                "seed": request.seed, "bounds": request.bounds, "use_masked": request.use_masked,
-                "preset": request.preset, **{f"fixed.{k}": v for k, v in fixed.items()}},
-        settings=settings)
     data_name = tracking.dataset_name(request.dataset, species)
 
     def data_input(run_id: str) -> None:
         tracking.log_manifest_input(run_id, rows, request.manifest, data_name, settings=settings)
 
-    data_input(parent)
-
-    base = base_job.to_dict()
-    storage_path = str(settings.ray_storage / "tune" / f"{request.method}-{species}-{parent[:8]}")
-    trainable = functools.partial(run_trial, base=base, workers=request.workers_per_trial,
-                                  storage_path=storage_path, cpus_per_trial=request.cpus_per_trial,
+    if request.resume:  # the killed driver left the parent RUNNING, or an all-failed sweep FAILED
+        tracking.configure(settings).update_run(record.parent_run_id, status="RUNNING")
+    else:
+        record = _start_sweep(request, species, rows, tags, data_input, settings)
+    parent = record.parent_run_id
+    trainable = functools.partial(run_trial, base=base_job.to_dict(), workers=request.workers_per_trial,
+                                  storage=storage_args(record.storage, settings),
+                                  cpus_per_trial=request.cpus_per_trial, max_failures=request.max_failures,
                                   verbose=request.verbose)
     # An in-process trial trains in the trial actor; a DDP trial only coordinates its workers.
     trial_resources = ({"cpu": request.cpus_per_trial, "gpu": 1 if request.use_gpu else 0}
                        if request.workers_per_trial == 0 else {"cpu": 0.1})
-    search = OptunaSearch(
-        space=SearchSpace(request.method, request.bounds),
-        metric=METRIC, mode="max", sampler=TPESampler(seed=request.seed),
-    )
-    scheduler = ASHAScheduler(time_attr=TIME_ATTR, max_t=epochs, grace_period=max(1, epochs // 3))
-    progress = _trial_progress(species, request.num_samples, epochs)
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, trial_resources),
-        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=METRIC, mode="max",
-                                    num_samples=request.num_samples,
-                                    max_concurrent_trials=request.max_concurrent),
-        run_config=tune.RunConfig(name=f"tune-{request.method}-{species}", storage_path=storage_path,
-                                  callbacks=[_trial_logger(parent, tags, settings, data_input), progress],
-                                  verbose=console.tune_verbosity(request.verbose)),
-    )
+
+    def callbacks_for(done: int):
+        progress = trial_progress(species, request.num_samples, epochs, done=done)
+        return [trial_logger(parent, tags, settings, data_input), progress], progress
+
+    tuner, progress = _tuner(request, record, tune.with_resources(trainable, trial_resources), callbacks_for,
+                             epochs, settings)
     started = time.perf_counter()
     with progress.bar, console.tune_output(request.verbose):
         results = tuner.fit()
@@ -280,7 +285,7 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
         tracking.end_run(parent, "FAILED", settings=settings)
         raise RuntimeError(f"every trial of the {species} sweep failed; first error: {results.errors[:1]}")
     best = results.get_best_result(metric=METRIC, mode="max", scope="last")
-    restored = restore(_best_checkpoint_dir(best, storage_path))
+    restored = restore(_best_checkpoint_dir(best, record.storage, settings))
     trial_run = tracking.child_runs(parent, settings=settings).filter(
         pl.col("tags.trial_id") == best.metrics["trial_id"])["run_id"][0]
     published = publish(restored, rows, trial_run, species=species, tags=tags, use_masked=request.use_masked)
@@ -294,13 +299,17 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
                            published.metrics, published.registered_name, published.version)
     tracking.log_table(parent, pl.DataFrame([result.row()]), "summary.md", settings=settings)
     tracking.end_run(parent, "FINISHED", settings=settings)
+    record.finished, record.result = True, asdict(result)
+    records.save(record, settings)
     return result
 
 
 def run_tuning(request: TuneRequest, settings: Settings) -> pl.DataFrame:
     """Tune every requested species in turn; returns the summary table (one row per species)."""
-    for species in request.species:
-        checked_rows(request, species)  # every species' mistakes before Ray starts
+    for species in request.species:  # every species' mistakes before Ray starts
+        if request.resume:
+            _resumed_sweep(request, species, settings)
+        checked_rows(request, species)
     init_ray(settings, verbose=request.verbose)
     results = [tune_species(request, species, settings) for species in request.species]
     return pl.DataFrame([r.row() for r in results])

@@ -27,6 +27,11 @@ def build_parser(method: str, settings: Settings) -> argparse.ArgumentParser:
     parser.add_argument("--workers-per-trial", type=int, default=0,
                         help="0 = train in the trial process; N = DDP with N Ray Train workers")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (or per DDP worker)")
+    parser.add_argument("--max-failures", type=int, default=2,
+                        help="restarts of a trial after a lost worker or node (from its last checkpoint)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each species' latest sweep after a killed driver: the same MLflow parent "
+                             "run, finished trials kept, the rest resumed from their checkpoints")
     parser.add_argument("--bound", action="append", metavar="KEY=LOW:HIGH|A,B",
                         help="override a search range by its dotted key, e.g. --bound losses.lambda_dve=0:1 "
                              "--bound losses.circle_gamma=32,64")
@@ -41,6 +46,8 @@ def main(method: str, argv: list[str]) -> int:
     from reid_core.pipelines.tune import TuneRequest, run_tuning
 
     console.configure(args.verbose)
+    if args.max_failures < 0:
+        raise SystemExit(f"--max-failures must be >= 0, got {args.max_failures}")
 
     request = TuneRequest(
         method=method,
@@ -59,6 +66,8 @@ def main(method: str, argv: list[str]) -> int:
         use_masked=not args.original_images,
         dataset=args.dataset or dataset_name(args.manifest),
         verbose=args.verbose,
+        max_failures=args.max_failures,
+        resume=args.resume,
     )
     settings.ensure_dirs()
     table = run_tuning(request, settings)
