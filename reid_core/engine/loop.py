@@ -136,7 +136,8 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
         progress, state = restored
         network.load_state_dict(state["model"])
         best = state.get("best")
-    context = StageContext(rows=images.rows, device=device, rank=rank, world_size=world, num_classes=num_classes)
+    context = StageContext(rows=images.rows, device=device, rank=rank, world_size=world, num_classes=num_classes,
+                           image_column=images.column)
     epochs_before = tuned_before = 0
 
     for stage_index, (stage, sampler) in enumerate(zip(stages, samplers, strict=True)):
@@ -161,6 +162,12 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
             if scheduler is not None and state.get("scheduler"):
                 scheduler.load_state_dict(state["scheduler"])
             start_epoch = progress.epoch + 1
+        # A stage the tuner does not count leaves the test embedding as it is (``StagePlan.tuned``): its
+        # validation scores are those at its start, sent with every epoch, since Tune and Optuna read the
+        # searched metric in every result. Only tuned epochs select the best checkpoint.
+        frozen_scores = {}
+        if not plan.tuned and start_epoch < plan.epochs and rank == 0 and not val_rows.is_empty():
+            frozen_scores = validation_scores(job, method, config, network, val_rows, device)
 
         for epoch in range(start_epoch, plan.epochs):
             started = time.perf_counter()
@@ -196,12 +203,10 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
             last = epoch == plan.epochs - 1 and stage_index == len(stages) - 1
             if plan.tuned:
                 metrics["tuned_epoch"] = tuned_before + epoch + 1
+            metrics |= frozen_scores
             evaluate = plan.tuned and ((global_epoch + 1) % job.eval_every == 0 or last)
             if rank == 0 and not val_rows.is_empty() and evaluate:
-                # The unwrapped module: a DDP forward on rank 0 alone could start a collective.
-                scores = evaluate_split(method, network, val_rows, method.eval_transform(config), "val",
-                                        use_masked=job.use_masked, batch_size=job.eval_batch_size, device=device)
-                metrics |= {f"val.{k}": v for k, v in scores.items()}
+                metrics |= validation_scores(job, method, config, network, val_rows, device)
                 if best is None or metrics[SELECTION_METRIC] > progress.meta.get("best", {}).get("score", -1.0):
                     best = {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()}
                     progress.meta["best"] = {"score": metrics[SELECTION_METRIC], "epoch": global_epoch}
@@ -217,7 +222,33 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
         state = None  # the restored optimiser state belonged to this stage only
         epochs_before += plan.epochs
         tuned_before += plan.epochs if plan.tuned else 0
+    if epochs_before == 0 and restored is None:
+        report_untrained(job, method, config, network, val_rows, session, progress)
     return progress
+
+
+def validation_scores(job: TrainJob, method: Method, config: MethodConfig, network: torch.nn.Module,
+                      val_rows: pl.DataFrame, device: torch.device) -> dict[str, float]:
+    """``val.*`` metrics of the unwrapped network (a DDP forward on rank 0 alone could start a collective)."""
+    scores = evaluate_split(method, network, val_rows, method.eval_transform(config), "val",
+                            use_masked=job.use_masked, batch_size=job.eval_batch_size, device=device)
+    return {f"val.{k}": v for k, v in scores.items()}
+
+
+def report_untrained(job: TrainJob, method: Method, config: MethodConfig, network: torch.nn.Module,
+                     val_rows: pl.DataFrame, session: Session, progress: ckpt.Progress) -> None:
+    """A method with nothing to train (no epoch planned, e.g. a zero-shot baseline): one report of the
+    network as built, with its validation scores, so it has a checkpoint to test and publish like any run."""
+    metrics: dict = {"epoch": 0, "stage": 0}
+    snapshot = None
+    if session.rank == 0:
+        if not val_rows.is_empty():
+            metrics |= validation_scores(job, method, config, network, val_rows, session.device)
+            progress.meta["best"] = {"score": metrics[SELECTION_METRIC], "epoch": 0}
+        progress.epoch = 0
+        progress.history.append(metrics)
+        snapshot = {"model": network.state_dict()}
+    session.report(metrics, snapshot, progress)
 
 
 def train_worker(config: dict) -> None:

@@ -54,8 +54,9 @@ class StagePlan:
     """What the driver may know of a stage before any network exists (checks, the tuner's budget).
 
     ``config_keys`` names the config entries that set this stage's batch, for error messages.
-    ``tuned``: whether the tuner's scheduler counts this stage's epochs and reads its validation metric
-    (a stage that leaves the embedding unchanged, such as CARE's prompt learning, must not be).
+    ``tuned``: whether the tuner's scheduler counts this stage's epochs (``tuned_epoch``) and they are
+    validated and may give the best checkpoint. A stage that leaves the test embedding unchanged, such
+    as CARE's prompt learning, must not be: its epochs report the validation scores of its start.
     """
 
     name: str
@@ -67,14 +68,16 @@ class StagePlan:
 
 @dataclass
 class StageContext:
-    """What stage hooks may use: the training rows (after the method's view), the device, the session's
-    rank and world size, and the method's state that must survive a resume (saved with the model)."""
+    """What stage hooks may use: the training rows (after the method's view) and the column their images
+    are read from (``masked_uri`` or ``image_uri``), the device, the session's rank and world size. State
+    that must survive a resume belongs in the network (buffers are saved with the model)."""
 
     rows: pl.DataFrame
     device: torch.device
     rank: int = 0
     world_size: int = 1
     num_classes: int = 0
+    image_column: str = "image_uri"
 
 
 @dataclass
@@ -153,7 +156,8 @@ class Method:
     - ``config_type``: the pydantic config (``MethodConfig`` subclass; its defaults are the paper's);
     - ``presets``: name -> nested overrides of the defaults; ``paper`` is ``{}``;
     - ``search_space``: the tuner's default ranges;
-    - ``epochs_key``: the config entry the workflows' ``--epochs`` sets;
+    - ``epochs_key``: the config entry the workflows' ``--epochs`` sets; None for a method with nothing to
+      train (``plan`` is empty: the engine checkpoints and scores the network as built);
     - ``required_columns``: manifest columns training needs beyond the core ones;
     - ``mask_columns``: batch key -> manifest column of a label map (e.g. ``{"parts": "parts_uri"}``) read
       with every training image; the train transform is then called as ``transform(image, masks)`` and
@@ -165,7 +169,7 @@ class Method:
     config_type: ClassVar[type[MethodConfig]]
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {"paper": {}}
     search_space: ClassVar[tuple[SearchParam, ...]] = ()
-    epochs_key: ClassVar[str] = "schedule.epochs"
+    epochs_key: ClassVar[str | None] = "schedule.epochs"
     required_columns: ClassVar[tuple[str, ...]] = ()
     mask_columns: ClassVar[Mapping[str, str]] = {}
 

@@ -11,7 +11,11 @@ from reid_core.methods.contract import Method
 _METHODS = {
     "arbase": "reid_core.methods.arbase:ARBaseMethod",
     "arcface": "reid_core.methods.arcface:ArcFaceMethod",
+    "care": "reid_core.methods.care:CareMethod",
+    "clip_ft": "reid_core.methods.clip:ClipFTMethod",
+    "clip_zs": "reid_core.methods.clip:ClipZSMethod",
     "dve": "reid_core.methods.dve:DVEMethod",
+    "pawvit": "reid_core.methods.pawvit:PawViTMethod",
     "vit": "reid_core.methods.vit:ViTMethod",
 }
 _loaded: dict[str, Method] = {}

@@ -1,9 +1,9 @@
-"""One weights resolver for every timm backbone: a hub name, a local path or an s3:// URI.
+"""One weights resolver for every backbone (timm and open_clip): a hub name, a local path or an s3:// URI.
 
 ``pretrained`` is None/False (random init), True (the hub's default weights of the architecture), a hub
-name (``legacy_seresnet50.in1k``, ``hf-hub:...``) or a checkpoint file (``.pth/.pt/.bin/.ckpt/.safetensors``,
-local or s3://) holding a state_dict. Files are read with ``torch.load(weights_only=True)``: no pickled
-code runs.
+name (``legacy_seresnet50.in1k``, ``hf-hub:...``; for open_clip a pretrained tag such as ``openai``) or a
+checkpoint file (``.pth/.pt/.bin/.ckpt/.safetensors``, local or s3://) holding a state_dict. Files are read
+with ``torch.load(weights_only=True)``: no pickled code runs.
 """
 
 from __future__ import annotations
@@ -98,3 +98,49 @@ def create_timm_backbone(name: str, pretrained: str | bool | None, **kwargs: Any
             "where the hub is unreachable pass a local path or s3:// URI of a state_dict, or pretrained=None"
         ) from err
 
+
+
+# Entries of OpenAI's CLIP state_dicts that are not parameters (open_clip drops them too).
+_OPENAI_CLIP_EXTRAS = ("input_resolution", "context_length", "vocab_size")
+
+
+def create_open_clip(name: str, pretrained: str | None, *, model_cfg: Mapping[str, Any] | None = None,
+                     quick_gelu: bool = False) -> nn.Module:
+    """An open_clip ``CLIP`` model: architecture ``name`` (``open_clip.list_models()``) or, when given,
+    ``model_cfg`` (open_clip's config dict: ``embed_dim``, ``vision_cfg``, ``text_cfg``), with weights
+    from an open_clip pretrained tag of ``name`` (``openai``; downloaded where the hub is reachable),
+    a checkpoint file of a CLIP state_dict (open_clip's or OpenAI's key names; local or s3://), or None
+    (random). OpenAI's TorchScript ``ViT-B-16.pt`` is not read (it is not a weights-only file): save its
+    ``torch.jit.load(path).state_dict()`` instead."""
+    import open_clip
+
+    checkpoint = isinstance(pretrained, str) and is_checkpoint_uri(pretrained)
+    if pretrained and not checkpoint:
+        if model_cfg is not None:
+            raise ValueError(f"pretrained={pretrained!r} is an open_clip tag, but a custom model_cfg has no hub "
+                             "weights: pass a checkpoint file (local path or s3://) or pretrained=None")
+        try:
+            return open_clip.create_model(name, pretrained=pretrained, force_quick_gelu=quick_gelu)
+        except Exception as err:  # unknown tag, network and cache errors all mean the same thing here
+            raise RuntimeError(
+                f"could not load open_clip weights {name!r} / {pretrained!r} ({err}); where the hub is unreachable "
+                "pass a local path or s3:// URI of a CLIP state_dict, or pretrained=None") from err
+    if model_cfg is not None:
+        model = open_clip.CLIP(**{**model_cfg, "quick_gelu": quick_gelu or model_cfg.get("quick_gelu", False)})
+    elif open_clip.get_model_config(name) is None:
+        raise ValueError(f"{name!r} is not an open_clip architecture; choose one of open_clip.list_models() "
+                         "or give a model_cfg")
+    else:
+        model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick_gelu)
+    if checkpoint:
+        state = {k: v for k, v in read_state_dict(pretrained).items() if k not in _OPENAI_CLIP_EXTRAS}
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shape mismatches
+            raise RuntimeError(f"checkpoint {pretrained!r} does not fit open_clip model {name!r}: {err}") from err
+        if result.missing_keys or result.unexpected_keys:
+            raise RuntimeError(
+                f"checkpoint {pretrained!r} does not fit open_clip model {name!r}: "
+                f"missing {result.missing_keys[:5]} ({len(result.missing_keys)}), "
+                f"unexpected {result.unexpected_keys[:5]} ({len(result.unexpected_keys)})")
+    return model

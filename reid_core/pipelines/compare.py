@@ -227,7 +227,7 @@ def method_overrides(method_name: str, request: CompareRequest, seed: int | None
 
     method = get_method(method_name)
     overrides = dict(request.overrides)
-    if request.epochs:
+    if request.epochs and method.epochs_key:  # a method with nothing to train has no epochs to set
         overrides[method.epochs_key] = request.epochs
     if seed is not None and "seed" in method.config_type.model_fields and "seed" not in overrides:
         overrides["seed"] = seed

@@ -39,8 +39,9 @@ def main(argv: list[str]) -> int:
 
     settings.ensure_dirs()
     overrides = parse_assignments(args.overrides, "--set")
-    if args.epochs:
-        overrides[get_method(args.method).epochs_key] = args.epochs
+    epochs_key = get_method(args.method).epochs_key
+    if args.epochs and epochs_key:  # None: the method trains nothing
+        overrides[epochs_key] = args.epochs
     run_name = args.run_name or f"{args.method}-{args.species}"
     job = TrainJob(manifest=args.manifest, species=args.species, method=args.method, preset=args.preset,
                    overrides=overrides, seed=args.seed, use_masked=not args.original_images, use_gpu=args.use_gpu)

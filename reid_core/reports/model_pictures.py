@@ -118,7 +118,8 @@ def choose_rankings(features: np.ndarray, rows: pl.DataFrame, *, queries: int = 
     return out
 
 
-def _project(features: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+def project_2d(features: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    """Points (n, 2) and how they were made: t-SNE from 5 points, PCA below, zeros for identical features."""
     n = len(features)
     if n == 0 or np.abs(features - features.mean(axis=0)).max() < 1e-6:  # a collapsed model
         return np.zeros((n, 2)), "all embeddings identical"
@@ -146,7 +147,7 @@ def embedding_plot(features: np.ndarray, individuals: Sequence[str], title: str,
     if len(features) > MAX_PLOT_POINTS:
         keep = np.sort(np.random.default_rng(seed).choice(len(features), MAX_PLOT_POINTS, replace=False))
         features, individuals = features[keep], individuals[keep]
-    points, how = _project(features, seed)
+    points, how = project_2d(features, seed)
     names = sorted(set(individuals.tolist()))
     colours = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
     fig, ax = plt.subplots(figsize=PLOT_SIZE, dpi=PLOT_DPI)
