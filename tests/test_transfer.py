@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from reid_core import tracking
+from reid_core.methods.registry import method_names
 from reid_core.pipelines import transfer_cli
 from reid_core.pipelines.promote import PromotionRequest, promote
 from reid_core.pipelines.transfer import TransferRequest, run_transfer_matrix
@@ -101,7 +102,7 @@ def test_cli_errors_name_the_missing_model_and_the_missing_split(store, monkeypa
     assert "reid-dve-tiger has no alias 'staging'; list its versions with" in capsys.readouterr().err
 
     assert transfer_cli.main(["--method", "nope", "--manifest", manifest_uri]) == 2
-    assert "unknown method 'nope'; registered methods: arbase, arcface, dve, vit" in capsys.readouterr().err
+    assert f"unknown method 'nope'; registered methods: {', '.join(method_names())}" in capsys.readouterr().err
 
     assert transfer_cli.main(["--manifest", manifest_uri, "--model", "tiger=7"]) == 2
     assert "reid-dve-tiger has no version 7; list its versions with" in capsys.readouterr().err
