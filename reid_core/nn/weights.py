@@ -50,14 +50,18 @@ def load_backbone_weights(model: nn.Module, state: Mapping[str, torch.Tensor], w
     """Load a backbone state_dict strictly (its classifier dropped); a mismatch names the checkpoint."""
     classifier = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or "fc"
     state = {k: v for k, v in state.items() if not k.startswith(f"{classifier}.")}
+    load_strict(model, state, f"checkpoint {where!r} does not fit backbone {name!r}")
+
+
+def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], mismatch: str) -> None:
+    """Load every key or fail with ``mismatch`` and the first missing / unexpected keys."""
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches
-        raise RuntimeError(f"checkpoint {where!r} does not fit backbone {name!r}: {err}") from err
+        raise RuntimeError(f"{mismatch}: {err}") from err
     if result.missing_keys or result.unexpected_keys:
         raise RuntimeError(
-            f"checkpoint {where!r} does not fit backbone {name!r}: "
-            f"missing {result.missing_keys[:5]} ({len(result.missing_keys)}), "
+            f"{mismatch}: missing {result.missing_keys[:5]} ({len(result.missing_keys)}), "
             f"unexpected {result.unexpected_keys[:5]} ({len(result.unexpected_keys)})"
         )
 
@@ -134,13 +138,5 @@ def create_open_clip(name: str, pretrained: str | None, *, model_cfg: Mapping[st
         model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick_gelu)
     if checkpoint:
         state = {k: v for k, v in read_state_dict(pretrained).items() if k not in _OPENAI_CLIP_EXTRAS}
-        try:
-            result = model.load_state_dict(state, strict=False)
-        except RuntimeError as err:  # shape mismatches
-            raise RuntimeError(f"checkpoint {pretrained!r} does not fit open_clip model {name!r}: {err}") from err
-        if result.missing_keys or result.unexpected_keys:
-            raise RuntimeError(
-                f"checkpoint {pretrained!r} does not fit open_clip model {name!r}: "
-                f"missing {result.missing_keys[:5]} ({len(result.missing_keys)}), "
-                f"unexpected {result.unexpected_keys[:5]} ({len(result.unexpected_keys)})")
+        load_strict(model, state, f"checkpoint {pretrained!r} does not fit open_clip model {name!r}")
     return model
