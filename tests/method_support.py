@@ -1,4 +1,4 @@
-"""Helpers for the tests that drive a method's network and stages directly (no engine)."""
+"""Helpers for the tests that drive a method's network and stages, directly or through the engine."""
 
 from __future__ import annotations
 
@@ -6,6 +6,19 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from reid_core.methods.registry import get_method
+
+
+def tiny_overrides(name: str, epochs: int) -> dict:
+    """A method's ``cpu`` preset shrunk to the tiny fixture (10 individuals x 4 images): epochs and
+    batches, set through the keys the method itself declares."""
+    method = get_method(name)
+    overrides = {method.epochs_key: epochs} if method.epochs_key else {}  # None: nothing to train
+    for plan in method.plan(method.config("cpu", overrides)):
+        sizes = (4, 2) if plan.batches.kind == "pk" else (8,)
+        overrides |= dict(zip(plan.batch_keys, sizes, strict=True))
+    return overrides
 
 
 def tiny_batch(classes: int = 4, per_class: int = 4, sides: Sequence[int] | None = None,

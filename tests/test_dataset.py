@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import polars as pl
 import pytest
@@ -110,6 +112,38 @@ def test_training_rows_without_a_label_map_are_left_out_and_counted(tmp_path):
     rows = _rows(tmp_path).with_columns(pl.Series("parts_uri", ["p0", None, "p2"]))
     images = training_images(PartsMethod(), None, rows, use_masked=True)
     assert images.left_out == 1 and images.rows["parts_uri"].to_list() == ["p0", "p2"]
+
+
+def test_part_maps_must_be_on_the_frame_of_the_images_read(tmp_path):
+    """Maps that came with the photos do not fit cropped masked images, and maps part_masks.py made on
+    the cropped frame do not fit the original photos; without a crop both fit both."""
+    from reid_core.engine.loop import training_images
+    from reid_core.methods.contract import Method
+
+    class PartsMethod(Method):
+        name = "parts-test"
+        mask_columns = {"parts": "parts_uri"}
+
+    def seg(crop: bool) -> str:
+        return json.dumps({"method": "reference", "masking": {"crop": crop}})
+
+    rows = _rows(tmp_path).with_columns(pl.lit("p").alias("parts_uri"), pl.col("image_uri").alias("masked_uri"),
+                                        pl.lit("ok").alias("seg_status"), pl.lit(seg(True)).alias("seg_config"))
+    with pytest.raises(ValueError, match=r"3 rows of m.parquet \(e\.g\. '0'\) have parts_uri maps on the original "
+                                         r"photo's frame.*workflows/part_masks\.py.*--no-crop"):
+        training_images(PartsMethod(), None, rows, use_masked=True, source="m.parquet")
+    assert training_images(PartsMethod(), None, rows, use_masked=False).column == "image_uri"
+    assert training_images(PartsMethod(), None, rows.with_columns(pl.lit(seg(False)).alias("seg_config")),
+                           use_masked=True).rows.height == 3
+    # one row kept whole (flagged) fits either way
+    one_flagged = rows.with_columns(pl.Series("seg_status", ["flagged", "ok", "ok"]))
+    with pytest.raises(ValueError, match=r"^2 rows .*'1'"):
+        training_images(PartsMethod(), None, one_flagged, use_masked=True)
+
+    made = rows.with_columns(pl.lit("{}").alias("parts_config"))  # made by part_masks.py on the cropped frame
+    assert training_images(PartsMethod(), None, made, use_masked=True).column == "masked_uri"
+    with pytest.raises(ValueError, match=r"made on the cropped frame.*drop --original-images"):
+        training_images(PartsMethod(), None, made, use_masked=False)
 
 
 def test_flipped_copies_are_mirrored_on_read_with_their_label_maps(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 import torch
+from method_support import tiny_overrides
 
 from reid_core import tracking
 from reid_core.data import manifest
@@ -22,16 +23,6 @@ from reid_core.methods.registry import get_method, method_names
 from reid_core.pipelines.publish import publish
 from reid_core.pipelines.restore import restore
 from reid_core.settings import Settings
-
-
-def tiny_overrides(name: str, epochs: int) -> dict:
-    """Epochs and batches that fit the tiny fixture (10 individuals x 4 images), by declared keys."""
-    method = get_method(name)
-    overrides = {method.epochs_key: epochs} if method.epochs_key else {}  # None: nothing to train
-    for plan in method.plan(method.config("cpu", overrides)):
-        sizes = (4, 2) if plan.batches.kind == "pk" else (8,)
-        overrides |= dict(zip(plan.batch_keys, sizes, strict=True))
-    return overrides
 
 
 def job(name: str, manifest_uri: str, epochs: int) -> TrainJob:

@@ -1,12 +1,13 @@
 """Tune PAW-ViT per species (the tune workflow with --method pawvit) with Ray Tune + Optuna, log to MLflow, register the best model.
 
     python workflows/tune_pawvit.py --species tiger --num-samples 8 --epochs 20
-    python workflows/tune_pawvit.py --species yak --set parts.num_parts=4 --bound parts.num_parts=3,4
+    python workflows/tune_pawvit.py --species yak --set parts.num_parts=4
     ray job submit --working-dir . -- python workflows/tune_pawvit.py --species tiger --use-gpu ...
 
 The search space (parts.num_parts, losses.lambda_seg, losses.triplet_margin, losses.alpha, optim.lr) is
-the method's; K is searched over 3, 4, 5, so species whose part scheme has no K = 5 (yak, elephant)
-take --bound parts.num_parts=3,4 (and a default K they have: --set parts.num_parts=4).
+the method's; K is searched among the groupings of each species' part scheme (tiger 5, 4, 3; yak and
+elephant 4, 3: reid_core/parts/schemes.py). The paper preset's K = 5 is the tiger's: other species
+take a K they have for the checks before the sweep (--set parts.num_parts=4).
 """
 
 from __future__ import annotations

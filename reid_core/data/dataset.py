@@ -39,6 +39,35 @@ def select_images(df: pl.DataFrame, use_masked: bool = True) -> ImageRows:
     return ImageRows(kept, "masked_uri", df.height - kept.height)
 
 
+def check_label_map_frames(images: ImageRows, mask_columns: Mapping[str, str], source: str) -> None:
+    """Refuse label maps that would not line up with the images read. A map made by
+    workflows/part_masks.py (its ``<name>_config`` is set) is on the frame of the row's masked image; any
+    other (e.g. the synthetic species' exact part maps) is on the original photo's. They differ only
+    where segmentation cropped the masked image to the animal."""
+    from reid_core.segmentation.masking import cropped_by_segmentation
+
+    if not mask_columns or "seg_config" not in images.rows.columns:
+        return
+    on_masked = images.column == "masked_uri"
+    for column in mask_columns.values():
+        config = column.removesuffix("_uri") + "_config"
+        wanted = ["image_id", "masked_uri", "seg_status", "seg_config", *([config] if config in images.rows.columns else [])]
+        wrong = [row["image_id"] for row in images.rows.select(wanted).iter_rows(named=True)
+                 if cropped_by_segmentation(row) and (row.get(config) is None) == on_masked]
+        if not wrong:
+            continue
+        if on_masked:
+            raise ValueError(
+                f"{len(wrong)} rows of {source} (e.g. {wrong[0]!r}) have {column} maps on the original photo's "
+                "frame, but their masked images are cropped to the animal (segment.py --crop): they would not "
+                f"line up. Make the maps on the cropped frame (workflows/part_masks.py --manifest {source}), "
+                "segment with --no-crop, or train with --original-images")
+        raise ValueError(
+            f"{len(wrong)} rows of {source} (e.g. {wrong[0]!r}) have {column} maps made on the cropped frame of "
+            "their masked images (workflows/part_masks.py), but training reads the original photos "
+            "(--original-images): they would not line up. Train on the masked images (drop --original-images)")
+
+
 def images_to_evaluate(rows: pl.DataFrame, use_masked: bool, split: str) -> ImageRows:
     """``select_images`` for an evaluation, warning how many ``split`` rows it leaves out."""
     images = select_images(rows, use_masked)

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from reid_core.data import manifest
-from reid_core.data.dataset import ImageRows, ManifestDataset, select_images
+from reid_core.data.dataset import ImageRows, ManifestDataset, check_label_map_frames, select_images
 from reid_core.engine import checkpoint as ckpt
 from reid_core.engine.batches import check_batches, make_sampler
 from reid_core.engine.evaluate import evaluate_split
@@ -67,11 +67,13 @@ def load_species_rows(manifest_uri: str, species: str) -> pl.DataFrame:
     return rows
 
 
-def training_images(method: Method, config: MethodConfig, rows: pl.DataFrame, use_masked: bool) -> ImageRows:
+def training_images(method: Method, config: MethodConfig, rows: pl.DataFrame, use_masked: bool,
+                    source: str = "the manifest") -> ImageRows:
     """The training split as the method trains on it: masked images only (failed rows left out), rows
     with every label map the method reads (the others left out), then the method's training view."""
     images = select_images(rows.filter(pl.col("split") == "train"), use_masked)
     kept = images.rows.drop_nulls(list(method.mask_columns.values()))
+    check_label_map_frames(ImageRows(kept, images.column), method.mask_columns, source)
     left_out = images.left_out + images.rows.height - kept.height
     return ImageRows(method.training_view(kept, config), images.column, left_out)
 
@@ -82,7 +84,7 @@ def check_job(job: TrainJob, rows: pl.DataFrame, workers: int = 1) -> ImageRows:
     missing = [c for c in (*method.required_columns, *method.mask_columns.values()) if c not in rows.columns]
     if missing:
         raise ValueError(f"method {job.method!r} needs manifest column(s) {missing}, which {job.manifest} lacks")
-    images = training_images(method, config, rows, job.use_masked)
+    images = training_images(method, config, rows, job.use_masked, job.manifest)
     if images.rows.is_empty():
         raise ValueError(f"{job.manifest} has no usable 'train' rows of species {job.species!r}")
     check_batches(method.plan(config), images.rows, workers, where=f"{job.method} on {job.species}: ")
@@ -106,7 +108,7 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
     method, config = job.method_and_config()
 
     rows = load_species_rows(job.manifest, job.species)
-    images = training_images(method, config, rows, job.use_masked)
+    images = training_images(method, config, rows, job.use_masked, job.manifest)
     if rank == 0 and job.use_masked and images.column != "masked_uri":
         # Not an error (a dataset may have no masks yet), but say so: with backgrounds that follow the
         # individuals (camera sites, the synthetic species' home scenes) a network learns the scene.

@@ -155,7 +155,7 @@ class Method:
     - ``name``: the registry name (``reid-<name>-<species>`` in the model registry);
     - ``config_type``: the pydantic config (``MethodConfig`` subclass; its defaults are the paper's);
     - ``presets``: name -> nested overrides of the defaults; ``paper`` is ``{}``;
-    - ``search_space``: the tuner's default ranges;
+    - ``search_space``: the tuner's default ranges (``search_space_for`` narrows them per species);
     - ``epochs_key``: the config entry the workflows' ``--epochs`` sets; None for a method with nothing to
       train (``plan`` is empty: the engine checkpoints and scores the network as built);
     - ``required_columns``: manifest columns training needs beyond the core ones;
@@ -186,6 +186,10 @@ class Method:
         """The config for rebuilding a trained network whose weights come from a checkpoint: no download
         of pretrained weights. Override when the config names pretrained weights."""
         return config
+
+    def search_space_for(self, species: str) -> tuple[SearchParam, ...]:
+        """The tuner's default ranges for one species; override where a range depends on it."""
+        return self.search_space
 
     # -- data ------------------------------------------------------------------------------------
     def input_spec(self, config: MethodConfig) -> InputSpec:

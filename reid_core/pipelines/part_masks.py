@@ -40,7 +40,7 @@ from reid_core.parts.schemes import SCHEMES, scheme_for
 from reid_core.pipelines import row_stage
 from reid_core.pipelines.ray_runtime import worker_env
 from reid_core.pipelines.row_stage import JOURNAL_DIR, fs_for
-from reid_core.segmentation.masking import MaskingConfig, mask_from_png, masked_box
+from reid_core.segmentation.masking import mask_from_png, masked_box, masking_of
 from reid_core.settings import Settings
 
 KEYPOINT_COLUMN = "keypoints"  # the default source: the ATRW adapter's column
@@ -207,18 +207,6 @@ class WorkerSpec:
     io_threads: int
     journal_dir: str
     filesystem: pafs.FileSystem | None = None  # for s3:// URIs; None: from the settings
-
-
-def masking_of(seg_config: str | None) -> MaskingConfig:
-    """The masking a row's masked image was made with (its ``seg_config``); none recorded: no crop."""
-    if not seg_config:
-        return MaskingConfig()
-    try:
-        masking = json.loads(seg_config).get("masking") or {}
-    except (ValueError, AttributeError):
-        raise ValueError(f"seg_config is not a JSON object ({seg_config[:60]!r}): rerun workflows/segment.py "
-                         "on this row") from None
-    return MaskingConfig(**{k: masking[k] for k in ("crop", "crop_margin", "square") if k in masking})
 
 
 def frame(mask: np.ndarray, values: list[float], row: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -58,9 +58,12 @@ class SearchSpace:
 
     method: str
     bounds: dict[str, Any] = field(default_factory=dict)
+    species: str | None = None  # the method's ranges for this species (``Method.search_space_for``)
 
     def __post_init__(self) -> None:
-        self._resolved = resolve(get_method(self.method).search_space, self.bounds, self.method)
+        method = get_method(self.method)
+        params = method.search_space if self.species is None else method.search_space_for(self.species)
+        self._resolved = resolve(params, self.bounds, self.method)
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         values = {key: suggest(trial, p) for key, p in self._resolved.items() if isinstance(p, SearchParam)}

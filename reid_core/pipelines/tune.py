@@ -219,7 +219,7 @@ def _tuner(request: TuneRequest, record: records.SweepRecord, trainable, callbac
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return tuner, progress
     callbacks, progress = callbacks_for(0)
-    search = OptunaSearch(space=SearchSpace(request.method, request.bounds), metric=METRIC, mode="max",
+    search = OptunaSearch(space=SearchSpace(request.method, request.bounds, record.species), metric=METRIC, mode="max",
                           sampler=TPESampler(seed=request.seed))
     scheduler = ASHAScheduler(time_attr=TIME_ATTR, max_t=epochs, grace_period=max(1, epochs // 3))
     tuner = tune.Tuner(

@@ -7,6 +7,7 @@ shots, the synthetic species): it keeps the network's resolution on the animal.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,23 @@ class MaskingConfig:
     crop: bool = False  # crop to the mask's bounding box
     crop_margin: float = 0.08  # of the box's longer side, on every side
     square: bool = True  # square crop, so a later resize keeps the animal's aspect ratio
+
+
+def masking_of(seg_config: str | None) -> MaskingConfig:
+    """The masking a manifest row's masked image was made with (its ``seg_config``); none recorded: no crop."""
+    if not seg_config:
+        return MaskingConfig()
+    try:
+        masking = json.loads(seg_config).get("masking") or {}
+    except (ValueError, AttributeError):
+        raise ValueError(f"seg_config is not a JSON object ({seg_config[:60]!r}): rerun workflows/segment.py "
+                         "on this row") from None
+    return MaskingConfig(**{k: masking[k] for k in ("crop", "crop_margin", "square") if k in masking})
+
+
+def cropped_by_segmentation(row: dict) -> bool:
+    """Whether the row's masked image is cropped to the animal (flagged rows keep the whole frame)."""
+    return bool(row.get("masked_uri")) and row.get("seg_status") != "flagged" and masking_of(row.get("seg_config")).crop
 
 
 def mask_from_png(image: Image.Image) -> np.ndarray:

@@ -4,6 +4,7 @@ embedding and the part attention figure."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import polars as pl
 from torch import nn
@@ -17,6 +18,7 @@ from reid_core.methods.pawvit.targets import species_scheme
 from reid_core.methods.pawvit.training import PARTS_KEY, make_stage
 from reid_core.methods.pawvit.transforms import PartsTrainTransform
 from reid_core.methods.vit.method import MEAN, STD
+from reid_core.parts.schemes import SCHEMES
 
 # A CPU-sized PAW-ViT for the synthetic species on 2 cores: random weights, 64 px, a ViT-Tiny width
 # (192-d, 3 heads) with 8 px patches (an 8 x 8 grid, as 256 px / 16 gives 16 x 16) and 4 blocks,
@@ -42,8 +44,7 @@ class PawViTMethod(ImageMethod):
     config_type = PawViTConfig
     presets = {"paper": {}, "cpu": CPU_PRESET}
     mask_columns = {PARTS_KEY: "parts_uri"}
-    # num_parts: the union of the schemes' groupings; a species without K = 5 (yak, elephant) takes
-    # --bound parts.num_parts=3,4 (a trial with a K its scheme lacks fails at once, naming the fix)
+    # num_parts: the union of the schemes' groupings, narrowed to the species' own by search_space_for
     search_space = (
         SearchParam("parts.num_parts", "choice", choices=(3, 4, 5)),
         SearchParam("losses.lambda_seg", "float", 0.0, 2.0),
@@ -51,6 +52,13 @@ class PawViTMethod(ImageMethod):
         SearchParam("losses.alpha", "float", 0.1, 1.0),
         SearchParam("optim.lr", "log", 1e-5, 1e-3),
     )
+
+    def search_space_for(self, species: str) -> tuple[SearchParam, ...]:
+        """``parts.num_parts`` among the groupings of the species' part scheme (tiger 5/4/3, yak 4/3)."""
+        if species not in SCHEMES:  # training names the fix (species_scheme)
+            return self.search_space
+        choices = SCHEMES[species].choices
+        return tuple(replace(p, choices=choices) if p.key == "parts.num_parts" else p for p in self.search_space)
 
     def training_view(self, rows: pl.DataFrame, config: PawViTConfig) -> pl.DataFrame:
         """The rows (with their flipped copies as new identities, mirrored masks and sides), after

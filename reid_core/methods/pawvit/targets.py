@@ -29,8 +29,7 @@ def species_scheme(rows: pl.DataFrame, num_parts: int) -> PartScheme:
         choices = ",".join(map(str, scheme.choices))
         raise ValueError(
             f"parts.num_parts={num_parts} is not a part grouping of the {scheme.species} scheme "
-            f"(reid_core/parts/schemes.py): use one of {choices}, e.g. --set parts.num_parts={scheme.default_k} "
-            f"(when tuning, also --bound parts.num_parts={choices})")
+            f"(reid_core/parts/schemes.py): use one of {choices}, e.g. --set parts.num_parts={scheme.default_k}")
     return scheme
 
 
