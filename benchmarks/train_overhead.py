@@ -9,7 +9,7 @@ once per training, is reported apart: ``ray.init``, then from ``fit()`` to the w
 (controller and worker process start), then everything else outside the epochs (imports and data set-up
 in the worker, per-epoch checkpoints, shutdown). Prints one JSON object.
 
-    python benchmarks/train_overhead.py [--rounds 4] [--epochs 6] [--size 64] [--threads 2]
+    python benchmarks/train_overhead.py [--rounds 8] [--epochs 10] [--size 64] [--threads 2]
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ def steady(epochs: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=4, help="plain / Ray Train pairs, in ABBA order")
-    parser.add_argument("--epochs", type=int, default=6, help="epochs per training (the first is left out)")
+    parser.add_argument("--rounds", type=int, default=8, help="plain / Ray Train pairs, in ABBA order")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per training (the first is left out)")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--individuals", type=int, default=24)
     parser.add_argument("--images-per-individual", type=int, default=8)
