@@ -12,7 +12,7 @@ so the publish step only embeds and logs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,18 +136,24 @@ def project_2d(features: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
     return np.pad(points, ((0, 0), (0, 2 - points.shape[1]))), "PCA"
 
 
-def embedding_plot(features: np.ndarray, individuals: Sequence[str], title: str, seed: int = 0) -> Image.Image:
-    """The embeddings in 2-D (t-SNE; PCA below 5 points), one colour per individual; 700 x 600 px."""
+def plot_sample(features: np.ndarray, individuals: Sequence[str], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``MAX_PLOT_POINTS`` embeddings (a seeded random subset) and their individuals as strings."""
+    individuals = np.asarray([str(i) for i in individuals])
+    if len(features) > MAX_PLOT_POINTS:
+        keep = np.sort(np.random.default_rng(seed).choice(len(features), MAX_PLOT_POINTS, replace=False))
+        features, individuals = features[keep], individuals[keep]
+    return features, individuals
+
+
+def individual_scatter(points: np.ndarray, individuals: np.ndarray, title: str,
+                       draw_more: Callable | None = None) -> Image.Image:
+    """2-D points, one colour per individual (a legend up to ``LEGEND_MAX``); ``draw_more(ax)`` adds to
+    the axes before the legend. 700 x 600 px."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    individuals = np.asarray([str(i) for i in individuals])
-    if len(features) > MAX_PLOT_POINTS:
-        keep = np.sort(np.random.default_rng(seed).choice(len(features), MAX_PLOT_POINTS, replace=False))
-        features, individuals = features[keep], individuals[keep]
-    points, how = project_2d(features, seed)
     names = sorted(set(individuals.tolist()))
     colours = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
     fig, ax = plt.subplots(figsize=PLOT_SIZE, dpi=PLOT_DPI)
@@ -155,7 +161,9 @@ def embedding_plot(features: np.ndarray, individuals: Sequence[str], title: str,
         mine = individuals == name
         ax.scatter(points[mine, 0], points[mine, 1], s=28, color=colours(index % colours.N), edgecolors="black",
                    linewidths=0.3, label=name)
-    ax.set_title(f"{title}\n{how}: {len(points)} test embeddings, {len(names)} individuals", fontsize=10)
+    if draw_more is not None:
+        draw_more(ax)
+    ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
     if len(names) <= LEGEND_MAX:
@@ -165,3 +173,12 @@ def embedding_plot(features: np.ndarray, individuals: Sequence[str], title: str,
     image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
     plt.close(fig)
     return image
+
+
+def embedding_plot(features: np.ndarray, individuals: Sequence[str], title: str, seed: int = 0) -> Image.Image:
+    """The embeddings in 2-D (t-SNE; PCA below 5 points), one colour per individual; 700 x 600 px."""
+    features, individuals = plot_sample(features, individuals, seed)
+    points, how = project_2d(features, seed)
+    count = len(set(individuals.tolist()))
+    return individual_scatter(points, individuals,
+                              f"{title}\n{how}: {len(points)} test embeddings, {count} individuals")

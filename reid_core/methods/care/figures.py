@@ -19,43 +19,23 @@ from PIL import Image
 
 from reid_core.methods.care.features import encode_rows
 from reid_core.methods.contract import StageContext, unwrap
-from reid_core.reports.model_pictures import LEGEND_MAX, MAX_PLOT_POINTS, PLOT_DPI, PLOT_SIZE, project_2d
+from reid_core.reports.model_pictures import individual_scatter, plot_sample, project_2d
 
 
 def prototype_plot(prototypes: np.ndarray, features: np.ndarray, individuals: list[str], title: str,
                    seed: int = 0) -> Image.Image:
     """One t-SNE of prototypes (P, E) and image features (N, E); 700 x 600 px."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    individuals_array = np.asarray([str(i) for i in individuals])
-    if len(features) > MAX_PLOT_POINTS:
-        keep = np.sort(np.random.default_rng(seed).choice(len(features), MAX_PLOT_POINTS, replace=False))
-        features, individuals_array = features[keep], individuals_array[keep]
+    features, individuals_array = plot_sample(features, individuals, seed)
     points, how = project_2d(np.concatenate([prototypes, features]), seed)
     crosses, dots = points[:len(prototypes)], points[len(prototypes):]
-    names = sorted(set(individuals_array.tolist()))
-    colours = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
-    fig, ax = plt.subplots(figsize=PLOT_SIZE, dpi=PLOT_DPI)
-    for index, name in enumerate(names):
-        mine = individuals_array == name
-        ax.scatter(dots[mine, 0], dots[mine, 1], s=28, color=colours(index % colours.N), edgecolors="black",
-                   linewidths=0.3, label=name)
-    ax.scatter(crosses[:, 0], crosses[:, 1], s=70, marker="x", color="black", linewidths=1.5,
-               label=f"prototypes ({len(prototypes)} training identities)")
-    ax.set_title(f"{title}\n{how}: {len(dots)} test images, {len(names)} individuals, {len(prototypes)} textual "
-                 "prototypes", fontsize=10)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if len(names) <= LEGEND_MAX:
-        ax.legend(fontsize=7, loc="best", framealpha=0.8, ncol=2 if len(names) > 10 else 1)
-    fig.subplots_adjust(left=0.03, right=0.97, bottom=0.03, top=0.9)
-    fig.canvas.draw()
-    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
-    plt.close(fig)
-    return image
+
+    def draw_prototypes(ax) -> None:
+        ax.scatter(crosses[:, 0], crosses[:, 1], s=70, marker="x", color="black", linewidths=1.5,
+                   label=f"prototypes ({len(prototypes)} training identities)")
+
+    count = len(set(individuals_array.tolist()))
+    return individual_scatter(dots, individuals_array, f"{title}\n{how}: {len(dots)} test images, {count} "
+                              f"individuals, {len(prototypes)} textual prototypes", draw_prototypes)
 
 
 def prototype_figure(network: torch.nn.Module, transform: Callable, rows: pl.DataFrame, column: str,
