@@ -245,7 +245,9 @@ def tune_trial_loss(cluster, nodes: list, out: Path, manifest: str) -> dict:
                                 "reports": [[r["epoch"], r["pid"]] for r in map(json.loads, Path(
                                     t.path, "result.json").read_text().splitlines())]}
                    for t in trials},
-        "child_runs": {trial_id: {"status": row["status"], "num_failures": row.get("tags.num_failures")}
+        "child_runs": {trial_id: {"status": row["status"], "num_failures": row.get("tags.num_failures"),
+                                  "val_map_epochs": sorted({m.step for m in tracking.configure(settings)
+                                                            .get_metric_history(row["run_id"], "val.mAP")})}
                        for trial_id, row in runs.items()},
     }
     return outcome
