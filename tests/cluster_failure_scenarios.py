@@ -238,6 +238,7 @@ def tune_trial_loss(cluster, nodes: list, out: Path, manifest: str) -> dict:
     trials = ExperimentAnalysis(record.experiment_path).trials if record else []
     children = tracking.child_runs(record.parent_run_id, settings=settings) if record else None
     runs = {row["tags.trial_id"]: row for row in children.iter_rows(named=True)} if children is not None else {}
+    client = tracking.configure(settings)
     outcome |= state | {
         "watch_error": watcher.error,
         "trials": {t.trial_id: {"status": t.status, "num_failures": t.num_failures,
@@ -246,8 +247,8 @@ def tune_trial_loss(cluster, nodes: list, out: Path, manifest: str) -> dict:
                                     t.path, "result.json").read_text().splitlines())]}
                    for t in trials},
         "child_runs": {trial_id: {"status": row["status"], "num_failures": row.get("tags.num_failures"),
-                                  "val_map_epochs": sorted({m.step for m in tracking.configure(settings)
-                                                            .get_metric_history(row["run_id"], "val.mAP")})}
+                                  "val_map_epochs": sorted({m.step for m in client.get_metric_history(
+                                      row["run_id"], "val.mAP")})}
                        for trial_id, row in runs.items()},
     }
     return outcome
