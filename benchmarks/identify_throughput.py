@@ -36,11 +36,11 @@ def main() -> None:
         from reid_core import tracking
         from reid_core.data import synthetic
         from reid_core.engine.evaluate import embed_rows
+        from reid_core.lifecycle.model_eval import eval_transform_for
+        from reid_core.lifecycle.publish import publish
+        from reid_core.lifecycle.restore import Restored
         from reid_core.methods.registry import get_method
         from reid_core.pipelines.embed_ray import EmbedSpec, as_matrix, embed_with_ray
-        from reid_core.pipelines.model_eval import eval_transform_for
-        from reid_core.pipelines.publish import publish
-        from reid_core.pipelines.restore import Restored
         from reid_core.settings import Settings
 
         settings = Settings.from_env()

@@ -31,7 +31,7 @@ def plain_loop(manifest: str, out: Path, method: str, options: dict) -> dict:
     import polars as pl
     from PIL import Image
 
-    from reid_core.data import io as rio
+    from reid_core.data import files as rio
     from reid_core.segmentation.factory import build_segmenter
     from reid_core.segmentation.masking import MaskingConfig, apply_mask, mask_to_png
 
@@ -87,8 +87,8 @@ def main() -> None:
 
     import ray
 
+    from reid_core.cli.options import parse_assignments
     from reid_core.data import synthetic
-    from reid_core.pipelines.cli import parse_assignments
 
     options = parse_assignments(args.options, "--set")
     per_individual = 8

@@ -179,7 +179,7 @@ def tune_trial_loss(cluster, nodes: list, out: Path, manifest: str) -> dict:
     from ray.tune import ExperimentAnalysis
 
     from reid_core import tracking
-    from reid_core.pipelines import sweep_record
+    from reid_core.lifecycle import sweep_record
     from reid_core.pipelines.tune import TuneRequest, run_tuning
     from reid_core.settings import Settings
 
@@ -343,7 +343,7 @@ def s3_train_resume(cluster, nodes: list, out: Path, manifest: str, s3_uri: str)
     then the same run name with two epochs, which resumes from the checkpoint on S3."""
     from conftest import TINY_DVE, TINY_PRESET
 
-    from reid_core.data import io as rio
+    from reid_core.data import files as rio
     from reid_core.engine.loop import TrainJob
     from reid_core.pipelines.train import run_training
     from reid_core.settings import Settings

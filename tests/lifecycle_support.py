@@ -14,9 +14,9 @@ from conftest import TINY_DVE, TINY_PRESET
 from reid_core import tracking
 from reid_core.data import manifest, synthetic
 from reid_core.engine.evaluate import evaluate_split
+from reid_core.lifecycle.publish import Published, publish
+from reid_core.lifecycle.restore import Restored
 from reid_core.methods.registry import get_method
-from reid_core.pipelines.publish import Published, publish
-from reid_core.pipelines.restore import Restored
 from reid_core.settings import Settings
 
 SPECIES = ("tiger", "yak")

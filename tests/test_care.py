@@ -10,10 +10,11 @@ import torch
 from method_support import FakeDDP, tiny_batch
 
 from reid_core.data import manifest
-from reid_core.data.io import read_image
+from reid_core.data.files import read_image
 from reid_core.engine import checkpoint as ckpt
 from reid_core.engine.loop import TrainJob, train
 from reid_core.engine.session import LocalSession
+from reid_core.lifecycle.restore import restore
 from reid_core.methods.care import training as care_training
 from reid_core.methods.care.prompts import CONTEXT_START, PromptLearner, tokenize_template
 from reid_core.methods.care.prototypes import identity_means
@@ -21,7 +22,6 @@ from reid_core.methods.clip.backbone import ClipTextEncoder
 from reid_core.methods.contract import StageContext
 from reid_core.methods.registry import get_method
 from reid_core.nn.weights import create_open_clip
-from reid_core.pipelines.restore import restore
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

@@ -10,6 +10,7 @@ from method_support import FakeDDP, tiny_batch
 
 from reid_core.engine.loop import TrainJob, train
 from reid_core.engine.session import LocalSession
+from reid_core.lifecycle.restore import restore
 from reid_core.methods.clip.backbone import (
     ClipImageEncoder,
     ClipTextEncoder,
@@ -23,7 +24,6 @@ from reid_core.methods.config import ConfigError
 from reid_core.methods.registry import get_method
 from reid_core.nn.weights import create_open_clip
 from reid_core.pipelines.compare import CompareRequest, method_overrides
-from reid_core.pipelines.restore import restore
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

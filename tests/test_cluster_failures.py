@@ -113,7 +113,7 @@ def test_ray_storage_on_s3_keeps_checkpoints_in_the_bucket_and_resumes_from_ther
                                                                                    tmp_path):
     """REID_RAY_STORAGE=s3://...: a one-worker Ray Train run checkpoints into the moto bucket; the rerun
     with one more epoch resumes from there."""
-    from reid_core.pipelines.restore import latest_checkpoint, restore
+    from reid_core.lifecycle.restore import latest_checkpoint, restore
 
     result = shared_cluster["s3-train-resume"]
     assert result["error"] is None, result["error"]

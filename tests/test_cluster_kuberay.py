@@ -230,7 +230,7 @@ def test_cluster_shape_head_without_work_groups_from_zero_gpus_tolerated():
 
 
 def test_the_rayjob_runs_tune_dve_from_the_image_and_shuts_down():
-    from reid_core.pipelines.tune_cli import build_parser
+    from reid_core.cli.tune import build_parser
     from reid_core.settings import Settings
 
     spec = one("RayJob")["spec"]
@@ -250,7 +250,7 @@ def test_the_rayjob_runs_tune_dve_from_the_image_and_shuts_down():
 
 
 def test_a_mistyped_entrypoint_flag_is_named(tmp_path, capsys):
-    from reid_core.pipelines.tune_cli import build_parser
+    from reid_core.cli.tune import build_parser
     from reid_core.settings import Settings
 
     entrypoint = one("RayJob")["spec"]["entrypoint"].replace("--num-samples", "--num-smaples")

@@ -8,8 +8,9 @@ import polars as pl
 import pytest
 from mlflow import MlflowClient
 
-from reid_core.pipelines import compare, compare_cli
-from reid_core.pipelines.cli import run_command
+from reid_core.cli import compare as compare_cli
+from reid_core.cli.options import run_command
+from reid_core.pipelines import compare
 from reid_core.settings import Settings
 
 TINY = ["--preset", "cpu", "--epochs", "1", "--set", "batch.ids_per_batch=4", "--set", "batch.images_per_id=2",

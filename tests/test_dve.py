@@ -22,7 +22,7 @@ from reid_core.methods.dve.tps import TPSConfig, TPSWarper, pixel_grid
 from reid_core.methods.dve.training import flip_batch, warmup_factor
 from reid_core.methods.dve.trunk import build_trunk, set_stage_stride
 from reid_core.methods.registry import get_method, method_names
-from reid_core.pipelines.search_space import SearchSpace
+from reid_core.methods.search_space import SearchSpace
 
 TINY_CHANNELS = (16, 32, 64, 128)
 TINY = {
@@ -367,7 +367,7 @@ def test_unreachable_hub_says_what_to_pass_instead(method, monkeypatch):
 def test_pretrained_state_dict_from_s3(method, s3_bucket):
     import io
 
-    from reid_core.data.io import write_bytes
+    from reid_core.data.files import write_bytes
 
     state = _reference_state()
     buffer = io.BytesIO()

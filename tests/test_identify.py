@@ -20,10 +20,10 @@ from lifecycle_support import publish_model, tiny_dve
 from reid_core import tracking
 from reid_core.data import manifest
 from reid_core.engine.evaluate import embed_rows
-from reid_core.pipelines import gallery_cache
+from reid_core.lifecycle import gallery_cache
+from reid_core.lifecycle.model_eval import eval_transform_for
+from reid_core.lifecycle.open_set_calibration import THRESHOLD_TAG, calibrate
 from reid_core.pipelines.identify import IdentifyJob, match, parse_model, run
-from reid_core.pipelines.model_eval import eval_transform_for
-from reid_core.pipelines.open_set_calibration import THRESHOLD_TAG, calibrate
 from reid_core.settings import Settings
 
 HELD_OUT = 2  # individuals absent from the gallery

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.data import manifest
 
 

@@ -13,7 +13,7 @@ from pydantic import Field
 from reid_core.engine.batches import BatchError, check_batches
 from reid_core.methods.config import ConfigError, MethodConfig, Section, build_config, valid_keys
 from reid_core.methods.contract import BatchSpec, SearchParam, StagePlan
-from reid_core.pipelines.search_space import SearchSpace, resolve
+from reid_core.methods.search_space import SearchSpace, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 

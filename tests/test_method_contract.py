@@ -18,10 +18,10 @@ from reid_core.data.dataset import ManifestDataset
 from reid_core.engine.batches import BatchError, check_batches
 from reid_core.engine.loop import TrainJob, train
 from reid_core.engine.session import LocalSession
+from reid_core.lifecycle.publish import publish
+from reid_core.lifecycle.restore import restore
 from reid_core.methods.config import ConfigError, valid_keys
 from reid_core.methods.registry import get_method, method_names
-from reid_core.pipelines.publish import publish
-from reid_core.pipelines.restore import restore
 from reid_core.settings import Settings
 
 

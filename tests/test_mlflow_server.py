@@ -190,7 +190,7 @@ def test_production_server_requires_the_admin_password_and_proxies_s3(s3_bucket,
 def test_ui_lists_the_trials_and_shows_the_production_alias(tiny_synthetic, ray_local, tmp_path, monkeypatch,
                                                            isolated_reid_home):
     from reid_core import tracking
-    from reid_core.pipelines import promote_cli
+    from reid_core.cli import promote as promote_cli
     from reid_core.pipelines.tune import TuneRequest, run_tuning
     from reid_core.settings import Settings
 

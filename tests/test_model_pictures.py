@@ -9,9 +9,9 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from reid_core import tracking
+from reid_core.cli import train as train_cli
 from reid_core.data import manifest
 from reid_core.methods.dve import figures as dve_figures
-from reid_core.pipelines import train_cli
 from reid_core.reports import contact_sheet
 from reid_core.reports.model_pictures import Match, RankedQuery, choose_rankings, rank_lists
 from reid_core.settings import Settings

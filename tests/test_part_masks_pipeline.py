@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 from PIL import Image, ImageDraw
 
-from reid_core.data import io as rio
+from reid_core.cli.part_masks import main
+from reid_core.data import files as rio
 from reid_core.data import manifest as mf
 from reid_core.parts.schemes import LABELS
 from reid_core.pipelines.part_masks import PartMaskJob, run
-from reid_core.pipelines.part_masks_cli import main
 from reid_core.pipelines.segment import SegmentJob
 from reid_core.pipelines.segment import run as segment
 from reid_core.segmentation.masking import MaskingConfig

@@ -13,9 +13,9 @@ from lifecycle_support import direct_metrics, publish_model, query_equals_galler
 from mlflow import MlflowClient
 
 from reid_core import tracking
-from reid_core.pipelines import promote_cli
-from reid_core.pipelines.promote import PromotionRequest, passes_gate, promote, rollback
-from reid_core.pipelines.publish import EmbeddingModel
+from reid_core.cli import promote as promote_cli
+from reid_core.lifecycle.promote import PromotionRequest, passes_gate, promote, rollback
+from reid_core.lifecycle.publish import EmbeddingModel
 from reid_core.settings import Settings
 
 NAME = "reid-dve-tiger"

@@ -5,9 +5,9 @@ import json
 import pyarrow.fs as pafs
 
 from reid_core.engine import checkpoint as ckpt
-from reid_core.pipelines import sweep_record
-from reid_core.pipelines.ray_storage import storage_args
-from reid_core.pipelines.restore import latest_checkpoint
+from reid_core.engine.ray_storage import storage_args
+from reid_core.lifecycle import sweep_record
+from reid_core.lifecycle.restore import latest_checkpoint
 from reid_core.settings import Settings
 
 

@@ -20,7 +20,8 @@ import pytest
 from conftest import kill_session
 from PIL import Image, UnidentifiedImageError
 
-from reid_core.data import io as rio
+from reid_core.cli.segment import main
+from reid_core.data import files as rio
 from reid_core.data import manifest as mf
 from reid_core.data import synthetic
 from reid_core.pipelines.segment import (
@@ -32,7 +33,6 @@ from reid_core.pipelines.segment import (
     output_name,
     run,
 )
-from reid_core.pipelines.segment_cli import main
 from reid_core.segmentation.masking import MaskingConfig
 
 ROOT = Path(__file__).resolve().parents[1]

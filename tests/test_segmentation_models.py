@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import torch
 
-from reid_core.data import io
+from reid_core.data import files as io
 from reid_core.segmentation import fusion, quality
 from reid_core.segmentation.factory import build_segmenter, names
 from reid_core.segmentation.masking import mask_to_png

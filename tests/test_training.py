@@ -12,7 +12,7 @@ from conftest import TINY_DVE, TINY_PRESET, tiny_dve_flags
 from reid_core.engine import checkpoint as ckpt
 from reid_core.engine.loop import TrainJob, train
 from reid_core.engine.session import LocalSession
-from reid_core.pipelines.restore import restore
+from reid_core.lifecycle.restore import restore
 from reid_core.pipelines.train import run_training
 from reid_core.settings import Settings
 

@@ -11,9 +11,9 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from reid_core import tracking
+from reid_core.cli import transfer as transfer_cli
+from reid_core.lifecycle.promote import PromotionRequest, promote
 from reid_core.methods.registry import method_names
-from reid_core.pipelines import transfer_cli
-from reid_core.pipelines.promote import PromotionRequest, promote
 from reid_core.pipelines.transfer import TransferRequest, run_transfer_matrix
 from reid_core.settings import Settings
 

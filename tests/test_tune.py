@@ -15,9 +15,9 @@ from conftest import TINY_DVE, TINY_PRESET, kill_session, tiny_dve_flags
 from mlflow import MlflowClient
 
 from reid_core import tracking
-from reid_core.pipelines import sweep_record
+from reid_core.cli.tune import main as tune_main
+from reid_core.lifecycle import sweep_record
 from reid_core.pipelines.tune import TuneRequest, run_tuning
-from reid_core.pipelines.tune_cli import main as tune_main
 from reid_core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

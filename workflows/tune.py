@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's reid_core
 
-from reid_core.pipelines.cli import run_command  # noqa: E402
-from reid_core.pipelines.tune_cli import main_with_method  # noqa: E402
+from reid_core.cli.options import run_command  # noqa: E402
+from reid_core.cli.tune import main_with_method  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(run_command(main_with_method, sys.argv[1:]))

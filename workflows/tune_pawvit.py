@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's reid_core
 
-from reid_core.pipelines.cli import run_command  # noqa: E402
-from reid_core.pipelines.tune_cli import main  # noqa: E402
+from reid_core.cli.options import run_command  # noqa: E402
+from reid_core.cli.tune import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(run_command(lambda argv: main("pawvit", argv), sys.argv[1:]))

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.data.views import FLIP_COLUMN
 
 

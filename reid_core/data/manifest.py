@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow.fs as pafs
 
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 
 CORE_SCHEMA: dict[str, pl.DataType] = {
     "image_id": pl.String,

@@ -40,7 +40,7 @@ import numpy as np
 import polars as pl
 from PIL import Image, ImageDraw
 
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.data import manifest
 
 PART_NAMES = ("background", "head", "body", "front_legs", "hind_legs", "tail")

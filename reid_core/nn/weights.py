@@ -22,7 +22,7 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 
 def read_state_dict(uri: str) -> Mapping[str, torch.Tensor]:
     """A state_dict from a local path or s3:// URI (``torch.load(weights_only=True)`` or safetensors)."""
-    from reid_core.data import io as rio  # lazy: pyarrow is only needed to read checkpoints
+    from reid_core.data import files as rio  # lazy: pyarrow is only needed to read checkpoints
 
     if not rio.exists(uri):
         raise FileNotFoundError(

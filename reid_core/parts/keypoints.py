@@ -21,7 +21,7 @@ from pathlib import PurePosixPath
 import polars as pl
 import pyarrow.fs as pafs
 
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.parts.mapping import KeypointMapping
 
 COCO_KEYS = {"images", "annotations", "categories"}

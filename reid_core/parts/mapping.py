@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.parts.schemes import LABELS, PartScheme
 
 SHIPPED = Path(__file__).with_name("mappings")

@@ -23,10 +23,10 @@ from pathlib import Path
 import polars as pl
 
 from reid_core import tracking
+from reid_core.cli.options import format_table
 from reid_core.data import manifest
 from reid_core.engine.loop import TrainJob
 from reid_core.pipelines import console
-from reid_core.pipelines.cli import format_table
 from reid_core.pipelines.ray_runtime import init_ray, worker_env
 from reid_core.pipelines.train import original_images_note
 from reid_core.settings import Settings
@@ -286,8 +286,8 @@ def train_and_test(spec: RunSpec, threads: int) -> dict:
     from reid_core.engine.evaluate import protocol_for
     from reid_core.engine.loop import load_species_rows, train
     from reid_core.engine.session import LocalSession
-    from reid_core.pipelines.publish import test_metrics
-    from reid_core.pipelines.restore import restore
+    from reid_core.lifecycle.publish import test_metrics
+    from reid_core.lifecycle.restore import restore
 
     torch.set_num_threads(max(1, threads))
     job = spec.job

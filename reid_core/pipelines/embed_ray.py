@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.settings import Settings
 
 RESULT_SCHEMA = pa.schema([("image_id", pa.string()), ("embedding", pa.list_(pa.float32())),
@@ -34,7 +34,7 @@ class Embedder:
 
     def __init__(self, spec: EmbedSpec) -> None:
         from reid_core import tracking
-        from reid_core.pipelines.model_eval import eval_transform_for
+        from reid_core.lifecycle.model_eval import eval_transform_for
 
         self.spec = spec
         self.model = tracking.load_model(spec.model_uri, spec.settings).to(spec.device)

@@ -27,12 +27,12 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from reid_core import tracking
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.data import manifest as mf
 from reid_core.data.dataset import select_images
-from reid_core.pipelines import gallery_cache
+from reid_core.lifecycle import gallery_cache
+from reid_core.lifecycle.open_set_calibration import IDENTITY_COLUMN, THRESHOLD_TAG
 from reid_core.pipelines.embed_ray import EmbedSpec, as_matrix, embed_with_ray
-from reid_core.pipelines.open_set_calibration import IDENTITY_COLUMN, THRESHOLD_TAG
 from reid_core.pipelines.ray_runtime import init_ray, worker_env
 from reid_core.settings import Settings
 
@@ -119,7 +119,7 @@ def resolve_model(spec: str, settings: Settings) -> ResolvedModel:
     uri = f"models:/{name}/{found.version}"
     metadata: dict[str, Any] = mlflow.models.get_model_info(uri).metadata or {}
     if "species" not in metadata:
-        raise ValueError(f"{uri} has no species in its metadata; publish models with reid_core.pipelines.publish")
+        raise ValueError(f"{uri} has no species in its metadata; publish models with reid_core.lifecycle.publish")
     return ResolvedModel(name, str(found.version), uri, metadata, dict(found.tags))
 
 

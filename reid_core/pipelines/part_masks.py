@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from PIL import Image
 
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.data import manifest as mf
 from reid_core.parts.keypoints import keypoints_for_rows
 from reid_core.parts.mapping import DEFAULT_MAPPING, KeypointMapping, load_mapping

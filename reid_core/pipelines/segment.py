@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from PIL import Image
 
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.data import manifest as mf
 from reid_core.pipelines import row_stage
 from reid_core.pipelines.ray_runtime import worker_env

@@ -16,10 +16,10 @@ from typing import Any
 
 from reid_core.engine import checkpoint as ckpt
 from reid_core.engine.loop import TrainJob, train, train_worker
+from reid_core.engine.ray_storage import storage_args
 from reid_core.engine.session import LocalSession, Session
 from reid_core.pipelines import console
 from reid_core.pipelines.ray_runtime import init_ray
-from reid_core.pipelines.ray_storage import storage_args
 from reid_core.settings import Settings
 
 # What the epoch progress shows of a report, by the name it shows.

@@ -19,10 +19,10 @@ import polars as pl
 
 from reid_core import tracking
 from reid_core.data import manifest
+from reid_core.lifecycle.model_eval import evaluate_model, species_test_rows
 from reid_core.methods.registry import method_names
-from reid_core.pipelines import transfer_report
-from reid_core.pipelines.model_eval import evaluate_model, species_test_rows
 from reid_core.pipelines.ray_runtime import init_ray, worker_env
+from reid_core.reports import transfer as transfer_report
 from reid_core.settings import Settings
 from reid_core.tracking.versions import ModelNotFoundError
 

@@ -23,18 +23,18 @@ from typing import Any
 import polars as pl
 
 from reid_core import tracking
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.engine import checkpoint as ckpt
 from reid_core.engine.loop import TrainJob, check_job, load_species_rows, train, train_worker, training_images
+from reid_core.engine.ray_storage import StorageArgs, storage_args
 from reid_core.engine.session import TuneTrialSession
+from reid_core.lifecycle import sweep_record as records
+from reid_core.lifecycle.publish import publish
+from reid_core.lifecycle.restore import latest_checkpoint, restore
 from reid_core.methods.registry import get_method
+from reid_core.methods.search_space import SearchSpace
 from reid_core.pipelines import console
-from reid_core.pipelines import sweep_record as records
-from reid_core.pipelines.publish import publish
 from reid_core.pipelines.ray_runtime import init_ray
-from reid_core.pipelines.ray_storage import StorageArgs, storage_args
-from reid_core.pipelines.restore import latest_checkpoint, restore
-from reid_core.pipelines.search_space import SearchSpace
 from reid_core.pipelines.train import original_images_note, scaling_config
 from reid_core.pipelines.tune_callbacks import METRIC, TIME_ATTR, trial_logger, trial_progress
 from reid_core.settings import Settings

@@ -84,7 +84,7 @@ def write_index(path: str, title: str, entries: Sequence[dict], summary: Sequenc
             + "".join(f"<p>{html.escape(line)}</p>" for line in summary)
             + "<table><tr><th>image</th><th>decision</th><th>top-1</th><th>similarity</th><th>contact sheet</th></tr>"
             + "".join(rows) + "</table></body></html>")
-    from reid_core.data import io as rio
+    from reid_core.data import files as rio
 
     rio.write_bytes(path, text.encode())
     return text

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 import polars as pl
 
-from reid_core.data import io
+from reid_core.data import files as io
 from reid_core.segmentation.masking import mask_from_png
 
 SUMMARY_SCHEMA = {"method": pl.String, "criterion": pl.String, "n": pl.UInt32, "n_missing": pl.UInt32,

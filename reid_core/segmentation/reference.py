@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reid_core.data import io
+from reid_core.data import files as io
 from reid_core.segmentation.base import SegmentationResult
 from reid_core.segmentation.factory import register
 from reid_core.segmentation.masking import mask_from_png

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from reid_core.data import io
+from reid_core.data import files as io
 from reid_core.settings import Settings
 
 CHUNK = 16 << 20

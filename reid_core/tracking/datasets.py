@@ -17,7 +17,7 @@ from mlflow.data.dataset_source import DatasetSource
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.settings import Settings
 from reid_core.tracking.provenance import data_version
 from reid_core.tracking.store import configure

@@ -2,7 +2,7 @@
 
 The registry alone tells the history: each promoted version carries ``promoted_at``, the version it
 replaced (``previous_production_version``, "none" for the first) and the decision; rollback follows
-that chain backwards. Deciding *whether* to promote (the gate) lives in ``reid_core.pipelines.promote``.
+that chain backwards. Deciding *whether* to promote (the gate) lives in ``reid_core.lifecycle.promote``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 
 import reid_core
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 
 UNKNOWN = "unknown"
 # A Ray job's working dir is uploaded without `.git`: the submitter can pass the commit in this

@@ -15,7 +15,7 @@ import polars as pl
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from reid_core.data.io import read_image
+from reid_core.data.files import read_image
 from reid_core.methods.contract import unwrap
 
 TILE = 160  # px per panel

@@ -13,7 +13,7 @@ import polars as pl
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from reid_core.data.io import read_image
+from reid_core.data.files import read_image
 from reid_core.methods.contract import unwrap
 from reid_core.parts.schemes import SCHEMES
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from reid_core.pipelines.cli import add_common_arguments, dataset_name, parse_assignments
+from reid_core.cli.options import add_common_arguments, dataset_name, parse_assignments
 from reid_core.settings import Settings
 
 

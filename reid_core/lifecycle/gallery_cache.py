@@ -14,7 +14,7 @@ import io
 
 import polars as pl
 
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.tracking.provenance import data_version
 
 CACHE_COLUMNS = ("image_id", "individual", "entity", "image_uri", "embedding")

@@ -13,10 +13,10 @@ from torch import nn
 from reid_core import tracking
 from reid_core.data.dataset import images_to_evaluate, select_images
 from reid_core.engine.evaluate import embed_manifest, evaluate_split, protocol_for
+from reid_core.lifecycle.open_set_calibration import IDENTITY_COLUMN, calibrate
+from reid_core.lifecycle.pictures import log_model_pictures
+from reid_core.lifecycle.restore import Restored
 from reid_core.methods.contract import Method
-from reid_core.pipelines.model_pictures import log_model_pictures
-from reid_core.pipelines.open_set_calibration import IDENTITY_COLUMN, calibrate
-from reid_core.pipelines.restore import Restored
 
 
 class EmbeddingModel(nn.Module):

@@ -15,8 +15,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from reid_core.data import io as rio
-from reid_core.pipelines.ray_storage import run_dir
+from reid_core.data import files as rio
+from reid_core.engine.ray_storage import run_dir
 from reid_core.settings import Settings
 
 RECORD_FILE = "sweep.json"

@@ -58,7 +58,7 @@ def eval_transform_for(uri: str, settings: Settings | None = None):
     metadata: dict[str, Any] = mlflow.models.get_model_info(uri).metadata or {}
     if "method" not in metadata or "config" not in metadata:
         raise ValueError(f"{uri} has no 'method' and 'config' in its MLmodel metadata, so its preprocessing is "
-                         "unknown; log models with reid_core.pipelines.publish")
+                         "unknown; log models with reid_core.lifecycle.publish")
     method = get_method(metadata["method"])
     return method.eval_transform(method.load_config(metadata["config"]))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reid_core import tracking
-from reid_core.pipelines.model_eval import ModelEvaluation, evaluate_model, species_test_rows
+from reid_core.lifecycle.model_eval import ModelEvaluation, evaluate_model, species_test_rows
 from reid_core.settings import Settings
 from reid_core.tracking.promotion import Rollback, now_iso
 

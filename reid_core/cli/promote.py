@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reid_core.pipelines.cli import format_table
+from reid_core.cli.options import format_table
 from reid_core.settings import Settings
 
 REJECTED_EXIT, ERROR_EXIT = 1, 2
@@ -50,7 +50,7 @@ def _round(metrics: dict[str, float]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from reid_core.pipelines.promote import PromotionRequest, promote, rollback
+    from reid_core.lifecycle.promote import PromotionRequest, promote, rollback
     from reid_core.tracking import list_versions
 
     if args.list:

@@ -9,11 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.engine import checkpoint as ckpt
+from reid_core.engine.ray_storage import download, subdirectories
 from reid_core.methods.contract import Method
 from reid_core.methods.registry import get_method
-from reid_core.pipelines.ray_storage import download, subdirectories
 
 
 @dataclass

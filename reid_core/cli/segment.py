@@ -62,7 +62,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
 
 
 def job_from_args(args: argparse.Namespace) -> SegmentJob:
-    from reid_core.pipelines.cli import parse_assignments
+    from reid_core.cli.options import parse_assignments
 
     for flag, value, low in (("--actors", args.actors, 1), ("--batch-size", args.batch_size, 1),
                              ("--io-threads", args.io_threads, 1)):
@@ -81,7 +81,7 @@ def job_from_args(args: argparse.Namespace) -> SegmentJob:
 
 
 def format_report(report: SegmentReport) -> str:
-    from reid_core.pipelines.cli import format_table
+    from reid_core.cli.options import format_table
 
     def r(x, n=2):
         return "-" if x is None else round(x, n)

@@ -53,7 +53,7 @@ def job_from_args(args: argparse.Namespace) -> PartMaskJob:
 
 
 def format_report(report: PartMaskReport) -> str:
-    from reid_core.pipelines.cli import format_table
+    from reid_core.cli.options import format_table
 
     row = {"rows": report.rows, "selected": report.selected, "skipped (done)": report.skipped,
            "to process": report.to_process}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from reid_core.data import io as rio
-from reid_core.pipelines.cli import add_common_arguments, dataset_name, format_table, parse_assignments
+from reid_core.cli.options import add_common_arguments, dataset_name, format_table, parse_assignments
+from reid_core.data import files as rio
 from reid_core.settings import Settings
 
 
@@ -32,9 +32,9 @@ def main(argv: list[str]) -> int:
     console.configure(args.verbose)
     from reid_core import tracking
     from reid_core.engine.loop import TrainJob, check_job, load_species_rows
+    from reid_core.lifecycle.publish import publish
+    from reid_core.lifecycle.restore import restore
     from reid_core.methods.registry import get_method
-    from reid_core.pipelines.publish import publish
-    from reid_core.pipelines.restore import restore
     from reid_core.pipelines.train import original_images_note, run_training
 
     settings.ensure_dirs()

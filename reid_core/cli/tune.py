@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reid_core.pipelines.cli import (
+from reid_core.cli.options import (
     add_common_arguments,
     dataset_name,
     format_table,

@@ -17,9 +17,9 @@ import polars as pl
 
 from reid_core import tracking
 from reid_core.data.dataset import select_images
-from reid_core.data.io import read_image
+from reid_core.data.files import read_image
 from reid_core.engine.evaluate import embed_manifest
-from reid_core.pipelines.restore import Restored
+from reid_core.lifecycle.restore import Restored
 from reid_core.reports.model_pictures import Match, RankedQuery, choose_rankings, embedding_plot, rank_lists
 from reid_core.settings import Settings
 

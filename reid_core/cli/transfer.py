@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reid_core.pipelines.cli import dataset_name
+from reid_core.cli.options import dataset_name
 from reid_core.settings import Settings
 
 
@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     args = build_parser(settings).parse_args(argv)
     from reid_core.pipelines.transfer import TransferRequest, run_transfer_matrix
-    from reid_core.pipelines.transfer_report import format_changes
+    from reid_core.reports.transfer import format_changes
     from reid_core.tracking import ModelNotFoundError
 
     request = TransferRequest(

@@ -7,9 +7,9 @@ import time
 
 import polars as pl
 
+from reid_core.cli.options import format_table
 from reid_core.data import manifest, synthetic
-from reid_core.pipelines.baseline import baseline_table
-from reid_core.pipelines.cli import format_table
+from reid_core.lifecycle.baseline import baseline_table
 from reid_core.settings import Settings
 
 SPECIES = ("tiger", "yak", "elephant")
@@ -38,8 +38,8 @@ def segment_with_reference_masks(settings: Settings, manifest_uri: str, verbose:
     the segmentation pipeline with them (``--method reference``) instead of SAM + ISNet, whose weights a
     fresh machine does not have. Cropped to the animal: from random weights at 64 px, the network
     otherwise learns the home scenes of the training split (test mAP 0.09 on original images)."""
+    from reid_core.cli.segment import format_report
     from reid_core.pipelines.segment import SegmentJob, run
-    from reid_core.pipelines.segment_cli import format_report
     from reid_core.segmentation.masking import MaskingConfig
 
     job = SegmentJob(manifest=manifest_uri, method="reference", masking=MaskingConfig(crop=True),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from reid_core.data import io as rio
+from reid_core.data import files as rio
 from reid_core.settings import Settings
 
 
