@@ -20,6 +20,7 @@ import torch
 from mlflow import MlflowClient
 
 from reid_core import tracking
+from reid_core.reports.tables import markdown_table
 from reid_core.settings import Settings
 from reid_core.tracking import store
 
@@ -229,8 +230,9 @@ def test_log_metrics_and_tables(settings, client, tmp_path):
     tracking.log_metrics(parent, {"mAP": np.float32(0.5), "rank1": 0.75, "note": "skip", "flag": True}, step=4,
                          settings=settings)
     summary = pl.DataFrame({"species": ["yak", "lynx"], "mAP": [0.5, 0.25], "rank1": [0.75, None]})
-    for name in ("summary/final.csv", "summary/final.md", "summary/final.json", "summary/final.parquet"):
+    for name in ("summary/final.csv", "summary/final.json", "summary/final.parquet"):
         tracking.log_table(parent, summary, name, settings=settings)
+    tracking.log_text(parent, markdown_table(summary, float_format=".4g"), "summary/final.md", settings=settings)
     with pytest.raises(ValueError, match="unsupported extension '.txt'"):
         tracking.log_table(parent, summary, "final.txt", settings=settings)
 

@@ -7,9 +7,9 @@ import time
 
 import polars as pl
 
-from reid_core.cli.options import format_table
 from reid_core.data import manifest, synthetic
 from reid_core.lifecycle.baseline import baseline_table
+from reid_core.reports.tables import markdown_table
 from reid_core.settings import Settings
 
 SPECIES = ("tiger", "yak", "elephant")
@@ -88,10 +88,10 @@ def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     settings.ensure_dirs()
     df = ensure_synthetic(settings, args.individuals, args.images_per_individual, args.size, args.seed)
-    print("\n" + format_table(manifest.summary(df).to_dicts()))
+    print("\n" + markdown_table(manifest.summary(df).to_dicts()))
     print("\nUntrained baselines on the test split (disjoint query/gallery, same-id-same-camera removed):")
     baselines = baseline_table(df, size=args.size, seed=args.seed)
-    print(format_table(baselines.to_dicts()))
+    print(markdown_table(baselines.to_dicts()))
     if args.no_tune:
         return 0
 
@@ -112,7 +112,7 @@ def main(argv: list[str]) -> int:
     summary = run_tuning(request, settings).join(
         baselines.select("species", pl.col("chance_mAP"), pl.col("chance_rank1")), on="species", how="left")
     print("\nBest DVE model per species (test split; chance = random embeddings):")
-    print(format_table(summary.to_dicts()))
+    print(markdown_table(summary.to_dicts()))
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. MLflow store: {settings.tracking_uri}\n"
           "Open the UI with `make ui` -> http://127.0.0.1:5000 (experiment 'reid-dve'; registered models "
           "reid-dve-<species> with the alias 'candidate'). Promote one with "

@@ -86,12 +86,3 @@ def run_command(main: Callable[[list[str]], int], argv: list[str]) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2
 
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table (what the workflows print and log)."""
-    if not rows:
-        return "(no rows)"
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)

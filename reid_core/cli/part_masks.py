@@ -53,14 +53,14 @@ def job_from_args(args: argparse.Namespace) -> PartMaskJob:
 
 
 def format_report(report: PartMaskReport) -> str:
-    from reid_core.cli.options import format_table
+    from reid_core.reports.tables import markdown_table
 
     row = {"rows": report.rows, "selected": report.selected, "skipped (done)": report.skipped,
            "to process": report.to_process}
     if not report.dry_run:
         row |= {"processed": report.processed, "failed": report.failed,
                 "images/s": "-" if report.images_per_s is None else round(report.images_per_s, 1)}
-    lines = [format_table([row])]
+    lines = [markdown_table([row])]
     if report.statuses:
         lines.append("statuses: " + ", ".join(f"{k} {v}" for k, v in report.statuses.items()))
     lines += [f"failed {image_id}: {error}" for image_id, error in report.failures]

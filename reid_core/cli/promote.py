@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reid_core.cli.options import format_table
+from reid_core.reports.tables import markdown_table
 from reid_core.settings import Settings
 
 REJECTED_EXIT, ERROR_EXIT = 1, 2
@@ -42,7 +42,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
 def _print_metrics(result) -> None:
     rows = [{"version": f"v{result.candidate} (candidate)", **_round(result.candidate_metrics)},
             {"version": f"v{result.previous} (production)", **_round(result.production_metrics)}]
-    print(format_table(rows))
+    print(markdown_table(rows))
 
 
 def _round(metrics: dict[str, float]) -> dict[str, str]:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from reid_core.tracking import list_versions
 
     if args.list:
-        print(format_table(list_versions(args.model, settings).to_dicts()))
+        print(markdown_table(list_versions(args.model, settings).to_dicts()))
         return 0
     if args.rollback:
         done = rollback(args.model, args.reason or "rollback", settings)

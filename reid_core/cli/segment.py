@@ -81,7 +81,7 @@ def job_from_args(args: argparse.Namespace) -> SegmentJob:
 
 
 def format_report(report: SegmentReport) -> str:
-    from reid_core.cli.options import format_table
+    from reid_core.reports.tables import markdown_table
 
     def r(x, n=2):
         return "-" if x is None else round(x, n)
@@ -93,7 +93,7 @@ def format_report(report: SegmentReport) -> str:
                 "images/s after 1st batch": r(report.images_per_s_after_first_batch),
                 "start-up s": r(report.ray_init_s + (report.first_batch_s or 0)),
                 "IoU vs ref": r(report.iou_mean, 3)}
-    lines = [format_table([row])]
+    lines = [markdown_table([row])]
     if report.statuses:
         lines.append("statuses: " + ", ".join(f"{k} {v}" for k, v in report.statuses.items()))
     if report.converted:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from reid_core.cli.options import add_common_arguments, dataset_name, format_table, parse_assignments
+from reid_core.cli.options import add_common_arguments, dataset_name, parse_assignments
 from reid_core.data import files as rio
+from reid_core.reports.tables import markdown_table
 from reid_core.settings import Settings
 
 
@@ -74,7 +75,7 @@ def main(argv: list[str]) -> int:
     tracking.log_metrics_history(run_id, restored.progress.history, settings=settings)
     published = publish(restored, rows, run_id, species=args.species, tags=tags, use_masked=job.use_masked)
     tracking.end_run(run_id, "FINISHED", settings=settings)
-    print("\n" + format_table([{"species": args.species, **{k: round(v, 4) for k, v in published.metrics.items()
+    print("\n" + markdown_table([{"species": args.species, **{k: round(v, 4) for k, v in published.metrics.items()
                                                              if k.startswith("test.") and "n_" not in k},
                                 "model": f"{published.registered_name} v{published.version}"}]))
     print(f"\nrun {run_id} in experiment '{experiment}' ({settings.tracking_uri})")

@@ -8,11 +8,11 @@ import sys
 from reid_core.cli.options import (
     add_common_arguments,
     dataset_name,
-    format_table,
     parse_assignments,
     parse_bounds,
     run_command,
 )
+from reid_core.reports.tables import markdown_table
 from reid_core.settings import Settings
 
 
@@ -71,7 +71,7 @@ def main(method: str, argv: list[str]) -> int:
     )
     settings.ensure_dirs()
     table = run_tuning(request, settings)
-    print("\n" + format_table(table.to_dicts()))
+    print("\n" + markdown_table(table.to_dicts()))
     print(f"\nMLflow: experiment 'reid-{method}' in {settings.tracking_uri}  (open it with `make ui`)")
     return 0
 

@@ -23,12 +23,12 @@ from pathlib import Path
 import polars as pl
 
 from reid_core import tracking
-from reid_core.cli.options import format_table
 from reid_core.data import manifest
 from reid_core.engine.loop import TrainJob
 from reid_core.pipelines import console
 from reid_core.pipelines.ray_runtime import init_ray, worker_env
 from reid_core.pipelines.train import original_images_note
+from reid_core.reports.tables import markdown_table
 from reid_core.settings import Settings
 
 EXPERIMENT = "reid-compare"
@@ -151,13 +151,13 @@ def paper_rows(summary: pl.DataFrame) -> list[dict[str, str]]:
 
 def paper_table(summary: pl.DataFrame) -> str:
     if summary.is_empty():
-        return format_table([])
+        return markdown_table([])
     seeds = sorted(set(summary["n"].to_list()))
     protocols = ", ".join(f"{s}: {p}" for s, p in
                           dict(zip(summary["species"], summary["protocol"], strict=True)).items())
     note = (f"\n\nValues in %: mean ± 95% CI half-width (t-distribution) over {'/'.join(map(str, seeds))} "
             f"seed(s); each species scored with its own protocol ({protocols}).\n")
-    return format_table(paper_rows(summary)) + note
+    return markdown_table(paper_rows(summary)) + note
 
 
 def bar_chart(summary: pl.DataFrame, path: Path, title: str) -> None:
@@ -202,7 +202,7 @@ def write_outputs(runs: pl.DataFrame, summary: pl.DataFrame, out_dir: Path, titl
     out_dir.mkdir(parents=True, exist_ok=True)
     runs.write_parquet(out_dir / "runs.parquet")
     runs.write_csv(out_dir / "runs.csv")
-    (out_dir / "runs.md").write_text(format_table(
+    (out_dir / "runs.md").write_text(markdown_table(
         [{k: _markdown_value(v) for k, v in r.items()} for r in runs.drop("checkpoint").iter_rows(named=True)]) + "\n")
     summary.write_parquet(out_dir / "summary.parquet")
     summary.write_csv(out_dir / "summary.csv")

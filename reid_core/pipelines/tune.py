@@ -37,6 +37,7 @@ from reid_core.pipelines import console
 from reid_core.pipelines.ray_runtime import init_ray
 from reid_core.pipelines.train import original_images_note, scaling_config
 from reid_core.pipelines.tune_callbacks import METRIC, TIME_ATTR, trial_logger, trial_progress
+from reid_core.reports.tables import markdown_table
 from reid_core.settings import Settings
 
 
@@ -297,7 +298,7 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
                                "registered_version": published.version}, settings=settings)
     result = SpeciesResult(species, parent, trial_run, best_params, float(best.metrics[METRIC]),
                            published.metrics, published.registered_name, published.version)
-    tracking.log_table(parent, pl.DataFrame([result.row()]), "summary.md", settings=settings)
+    tracking.log_text(parent, markdown_table([result.row()], float_format=".4g") + "\n", "summary.md", settings=settings)
     tracking.end_run(parent, "FINISHED", settings=settings)
     record.finished, record.result = True, asdict(result)
     records.save(record, settings)

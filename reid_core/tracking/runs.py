@@ -7,7 +7,6 @@ so the Tune driver can log any trial at any time from any thread (one writer per
 from __future__ import annotations
 
 import io
-import math
 import numbers
 import tempfile
 import time
@@ -183,23 +182,16 @@ def log_trial_run(parent_run_id: str, params: Mapping[str, Any], metrics_history
     return run_id
 
 
-def _markdown(df: pl.DataFrame) -> str:
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return "nan" if math.isnan(value) else f"{value:.4g}"
-        return "" if value is None else str(value).replace("|", "\\|")
-
-    header = "| " + " | ".join(df.columns) + " |"
-    rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.iter_rows()]
-    return "\n".join([header, rule, *rows]) + "\n"
+def log_text(run_id: str, text: str, artifact_file: str, settings: Settings | None = None) -> None:
+    """Attach a text artifact (a Markdown table from ``reports.tables``, a note) to a run."""
+    configure(settings).log_text(run_id, text, artifact_file)
 
 
 def log_table(run_id: str, df: pl.DataFrame, artifact_file: str, settings: Settings | None = None) -> None:
     """Attach a table to a run; the extension picks the format.
 
     ``.json``: an MLflow table (shown in the UI's artifact view and evaluation tab);
-    ``.csv``; ``.md``: a Markdown table for reading in the artifact browser; ``.parquet``.
+    ``.csv``; ``.parquet``. (A Markdown table: ``reports.tables.markdown_table`` and ``log_text``.)
     """
     client = configure(settings)
     suffix = PurePosixPath(artifact_file).suffix.lower()
@@ -207,8 +199,6 @@ def log_table(run_id: str, df: pl.DataFrame, artifact_file: str, settings: Setti
         client.log_table(run_id, df.to_pandas(), artifact_file)
     elif suffix == ".csv":
         client.log_text(run_id, df.write_csv(), artifact_file)
-    elif suffix == ".md":
-        client.log_text(run_id, _markdown(df), artifact_file)
     elif suffix == ".parquet":
         buffer = io.BytesIO()
         df.write_parquet(buffer)
