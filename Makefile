@@ -9,7 +9,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # Byte-code caching saves ~10 s of recompilation per process on the heavy imports (torch, ray, mlflow).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup browser demo test lint ui bench clean
+.PHONY: setup browser demo test test-fast lint ui bench clean
 
 setup: $(VENV)/.synced
 
@@ -35,6 +35,11 @@ demo: setup
 test: setup browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q --durations=25
+
+# The fast lane: everything but the `slow` tests (no Ray, moto, MLflow server, browser or real training).
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m "not slow" --durations=10
 
 lint: setup
 	$(VENV)/bin/ruff check .

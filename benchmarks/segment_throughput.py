@@ -32,8 +32,8 @@ def plain_loop(manifest: str, out: Path, method: str, options: dict) -> dict:
     from PIL import Image
 
     from reid_core.data import files as rio
-    from reid_core.segmentation.factory import build_segmenter
     from reid_core.segmentation.masking import MaskingConfig, apply_mask, mask_to_png
+    from reid_core.segmentation.registry import build_segmenter
 
     started = time.perf_counter()
     segmenter = build_segmenter(method, options)

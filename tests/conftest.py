@@ -13,6 +13,21 @@ from pathlib import Path
 import boto3
 import pytest
 
+# Fixtures that start a service: a test using one (directly or through another fixture) is ``slow``,
+# whether or not it says so, so that ``make test-fast`` (-m "not slow") never starts Ray, moto or a server.
+SERVICE_FIXTURES = frozenset({
+    "ray_local", "ray_head", "token_ray_head", "shared_cluster",  # Ray
+    "s3_server", "moto_endpoint",  # moto
+    "server",  # an MLflow server (test_cluster_mlflow.py)
+})
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def isolated_reid_home(tmp_path, monkeypatch):

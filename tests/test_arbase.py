@@ -10,7 +10,7 @@ from torch import nn
 
 from reid_core.methods.arbase import ARBaseMethod
 from reid_core.methods.arbase.network import IBN, build_backbone, convert_ibn_a
-from reid_core.methods.arbase.training import lr_factor
+from reid_core.methods.arbase.recipe import lr_schedule
 from reid_core.methods.config import ConfigError
 from reid_core.methods.contract import BatchSpec, StagePlan
 from reid_core.methods.registry import get_method
@@ -180,9 +180,9 @@ def test_optimizer_and_cosine_schedule(method):
         scheduler.step()
     assert lrs[0] == pytest.approx(config.optim.lr)
     assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
-    assert lr_factor(config, 10) == pytest.approx(config.schedule.eta_min / config.optim.lr)
+    assert lr_schedule(config)(10) == pytest.approx(config.schedule.eta_min / config.optim.lr)
     warm = tiny(method, **{"schedule.warmup_epochs": 2, "schedule.delay_epochs": 1})
-    assert [lr_factor(warm, e) for e in range(4)] == pytest.approx([0.1, 0.55, 1.0, 1.0])
+    assert [lr_schedule(warm)(e) for e in range(4)] == pytest.approx([0.1, 0.55, 1.0, 1.0])
 
 
 def test_transforms_give_square_normalised_tensors(method):

@@ -16,12 +16,12 @@ from torch import nn
 
 from reid_core.methods.arcface import ArcFaceMethod
 from reid_core.methods.arcface.network import ArcFaceNet
-from reid_core.methods.arcface.training import lr_factor as arcface_lr_factor
+from reid_core.methods.arcface.recipe import lr_schedule as arcface_lr_schedule
 from reid_core.methods.config import ConfigError
 from reid_core.methods.contract import BatchSpec, StagePlan
 from reid_core.methods.registry import get_method
 from reid_core.methods.vit import ViTMethod
-from reid_core.methods.vit.training import lr_at as vit_lr_at
+from reid_core.methods.vit.recipe import lr_at as vit_lr_at
 
 # smaller than the cpu presets, for speed
 TINY = {
@@ -227,8 +227,8 @@ def test_arcface_optimizer_groups_and_schedule():
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(network.parameters()))
     # warm-up 0.1 -> 1 over 2 epochs, then cosine over 8 epochs down to 1%
     expected = [0.1, 0.55, 1.0, 0.01 + 0.99 * (1 + math.cos(math.pi / 8)) / 2]
-    assert [arcface_lr_factor(config, e) for e in range(4)] == pytest.approx(expected)
-    assert arcface_lr_factor(config, 10) == pytest.approx(0.01)
+    assert [arcface_lr_schedule(config)(e) for e in range(4)] == pytest.approx(expected)
+    assert arcface_lr_schedule(config)(10) == pytest.approx(0.01)
     scheduler = stage.scheduler(optimizer)
     lrs = []
     for _ in range(4):

@@ -17,11 +17,11 @@ from reid_core.methods.clip.backbone import (
     build_clip,
     resize_position_grid,
 )
-from reid_core.methods.clip.method import TINY_CLIP
-from reid_core.methods.clip.schedules import cosine_lr, warmup_multistep_factor
-from reid_core.methods.clip.training import lr_factor, parameter_groups
+from reid_core.methods.clip.recipe import TINY_CLIP, lr_schedule
+from reid_core.methods.clip.training import parameter_groups
 from reid_core.methods.config import ConfigError
 from reid_core.methods.registry import get_method
+from reid_core.nn.schedules import cosine, warmup_multistep
 from reid_core.nn.weights import create_open_clip
 from reid_core.pipelines.compare import CompareRequest, method_overrides
 
@@ -96,15 +96,19 @@ def test_weights_load_from_a_checkpoint_file_and_bad_sources_name_the_fix(tmp_pa
 
 def test_the_authors_schedules_at_their_epochs():
     # WarmupMultiStepLR, stepped at the start of 1-based epochs: engine epoch 0 = the authors' epoch 1
-    assert warmup_multistep_factor(0, (30, 50), 0.1, 10, 0.1) == pytest.approx(0.1 * 0.9 + 0.1)
-    assert warmup_multistep_factor(9, (30, 50), 0.1, 10, 0.1) == 1.0
-    assert warmup_multistep_factor(29, (30, 50), 0.1, 10, 0.1) == pytest.approx(0.1)
-    assert warmup_multistep_factor(49, (30, 50), 0.1, 10, 0.1) == pytest.approx(0.01)
+    warmup_multistep_factor = warmup_multistep((30, 50), 0.1, warmup_epochs=10, warmup_start=0.1, first_index=1)
+    assert warmup_multistep_factor(0) == pytest.approx(0.1 * 0.9 + 0.1)
+    assert warmup_multistep_factor(9) == 1.0
+    assert warmup_multistep_factor(29) == pytest.approx(0.1)
+    assert warmup_multistep_factor(49) == pytest.approx(0.01)
     # timm's cosine (t_initial = epochs, no warm-up prefix) from t = 1
-    assert cosine_lr(0, 1.0, epochs=10, warmup_epochs=5, warmup_lr_init=0.0, min_lr=0.0) == pytest.approx(0.2)
-    assert cosine_lr(4, 1.0, epochs=10, warmup_epochs=5, warmup_lr_init=0.0, min_lr=0.0) == pytest.approx(0.5)
-    assert cosine_lr(9, 1.0, epochs=10, warmup_epochs=5, warmup_lr_init=0.0, min_lr=0.1) == 0.1
-    assert lr_factor(get_method("clip_ft").config("paper"), 0) == pytest.approx(0.19)
+    def cosine_lr(min_lr):
+        return cosine(cycle_epochs=10, min_factor=min_lr, warmup_epochs=5, warmup_start=0.0, first_index=1)
+
+    assert cosine_lr(0.0)(0) == pytest.approx(0.2)
+    assert cosine_lr(0.0)(4) == pytest.approx(0.5)
+    assert cosine_lr(0.1)(9) == 0.1
+    assert lr_schedule(get_method("clip_ft").config("paper"))(0) == pytest.approx(0.19)
 
 
 def test_clip_ft_step_trains_the_image_branch_with_biases_at_twice_the_lr():

@@ -25,6 +25,7 @@ def run_scenario(name: str, out: Path, *args: str, timeout: int = 900, env: dict
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(960)  # run_scenario waits up to 900 s
 def test_a_lost_node_mid_ddp_training_resumes_from_the_last_checkpoint(tiny_synthetic, tmp_path):
     """Two DDP ranks on three one-CPU nodes; once Ray Train has registered epoch 1's checkpoint, the node
     of one rank is removed. Ray Train restarts the group on the spare node, the run resumes from the last

@@ -10,7 +10,9 @@ from mlflow import MlflowClient
 
 from reid_core.cli import compare as compare_cli
 from reid_core.cli.options import run_command
+from reid_core.lifecycle.train_and_register import finished_checkpoint
 from reid_core.pipelines import compare
+from reid_core.reports import compare as compare_report
 from reid_core.settings import Settings
 
 TINY = ["--preset", "cpu", "--epochs", "1", "--set", "batch.ids_per_batch=4", "--set", "batch.images_per_id=2",
@@ -18,16 +20,16 @@ TINY = ["--preset", "cpu", "--epochs", "1", "--set", "batch.ids_per_batch=4", "-
 
 
 def test_ci95_is_the_t_interval_half_width():
-    mean, sd, half = compare.ci95([0.5, 0.7])
+    mean, sd, half = compare_report.ci95([0.5, 0.7])
     assert mean == pytest.approx(0.6)
     assert sd == pytest.approx(0.141421, abs=1e-6)
     assert half == pytest.approx(12.7062 * 0.141421 / math.sqrt(2), abs=1e-4)  # 1.2706
     assert half == pytest.approx(1.2706, abs=1e-4)
-    mean, sd, half = compare.ci95([0.4])
+    mean, sd, half = compare_report.ci95([0.4])
     assert mean == 0.4 and math.isnan(sd) and math.isnan(half)
-    assert compare.format_cell(0.6, 0.012706) == "60.0 ± 1.3"
-    assert compare.format_cell(0.4, math.nan) == "40.0 ±n/a"
-    assert compare.format_cell(None, None) == "-"
+    assert compare_report.format_cell(0.6, 0.012706) == "60.0 ± 1.3"
+    assert compare_report.format_cell(0.4, math.nan) == "40.0 ±n/a"
+    assert compare_report.format_cell(None, None) == "-"
 
 
 def test_table_has_a_row_per_method_and_the_atrw_columns_only_where_computed():
@@ -41,12 +43,12 @@ def test_table_has_a_row_per_method_and_the_atrw_columns_only_where_computed():
         {"method": "arbase", "species": "yak", "seed": 0, "protocol": "probe_gallery", "test.mAP": 0.1,
          "test.rank1": 0.2},
     ], infer_schema_length=None)
-    summary = compare.summarize(runs)
+    summary = compare_report.summarize(runs)
     row = summary.filter((pl.col("method") == "dve") & (pl.col("species") == "tiger") & (pl.col("metric") == "mAP"))
     assert row["n"][0] == 2 and row["mean"][0] == pytest.approx(0.6) and row["ci95"][0] == pytest.approx(1.2706, abs=1e-4)
     assert summary.filter(pl.col("species") == "yak")["metric"].to_list() == ["mAP", "rank1"] * 2
 
-    lines = compare.paper_table(summary).splitlines()
+    lines = compare_report.paper_table(summary).splitlines()
     assert lines[0] == "| Method | tiger mAP | tiger R@1 | tiger mmAP | tiger R@1(s) | tiger R@1(c) | yak mAP | yak R@1 |"
     assert lines[2] == "| dve | 60.0 ± 127.1 | 80.0 ± 127.1 | 50.0 ± 0.0 | 80.0 ± 0.0 | 60.0 ± 0.0 | 20.0 ±n/a | 30.0 ±n/a |"
     assert lines[3].startswith("| arbase | 40.0 ±n/a |")
@@ -109,7 +111,7 @@ def test_compare_trains_seeds_on_ray_logs_and_writes(tiny_synthetic, ray_local, 
                                                                         "batch.images_per_id": 2, "input.size": 48,
                                                                         "backbone.kwargs": {}})
     specs = compare.plan_runs(request, settings)
-    assert [str(compare.finished_checkpoint(s.directory, s.epochs)) for s in specs] == runs["checkpoint"].to_list()
+    assert [str(finished_checkpoint(s.directory, s.epochs)) for s in specs] == runs["checkpoint"].to_list()
     assert [s.directory.name for s in specs] == [f"dve-tiger-seed{i}-{runs['config_hash'][0]}" for i in (0, 1)]
     again = compare.train_and_test(specs[0], threads=1)  # in-process: restore and test only
     assert again["skipped_training"] and again["seed"] == 0

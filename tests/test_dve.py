@@ -20,9 +20,9 @@ from reid_core.methods.dve.config import DVEConfig
 from reid_core.methods.dve.network import DVENet
 from reid_core.methods.dve.tps import TPSConfig, TPSWarper, pixel_grid
 from reid_core.methods.dve.training import flip_batch, warmup_factor
-from reid_core.methods.dve.trunk import build_trunk, set_stage_stride
 from reid_core.methods.registry import get_method, method_names
 from reid_core.methods.search_space import SearchSpace
+from reid_core.nn.resnet_trunk import build_trunk, set_stage_stride
 
 TINY_CHANNELS = (16, 32, 64, 128)
 TINY = {

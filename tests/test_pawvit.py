@@ -28,10 +28,10 @@ from reid_core.methods.pawvit.backbone import resize_grid_embedding
 from reid_core.methods.pawvit.figures import CAPTION, GAP, TILE, TITLE, part_attention_maps, token_names
 from reid_core.methods.pawvit.losses import part_orientation_loss
 from reid_core.methods.pawvit.network import AggregationBlock, ATMDecoder
+from reid_core.methods.pawvit.recipe import lr_at
 from reid_core.methods.pawvit.targets import merge_table, part_targets, part_visibility
 from reid_core.methods.registry import get_method
 from reid_core.methods.search_space import SearchSpace
-from reid_core.methods.vit.training import lr_at
 
 TINY = {"backbone.kwargs": {"patch_size": 16, "depth": 2, "embed_dim": 48, "num_heads": 3},
         "parts.mask_size": 8}  # 64 px -> a 4 x 4 grid; K = 4 (the cpu preset's)

@@ -73,6 +73,7 @@ def ray_head(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(660)  # `ray job submit` may take its 600 s
 def test_tune_dve_as_a_ray_job(ray_head, tiny_synthetic, tmp_path):
     address, env = ray_head
     home = tmp_path / "reid"

@@ -10,8 +10,8 @@ import torch
 
 from reid_core.data import files as io
 from reid_core.segmentation import fusion, quality
-from reid_core.segmentation.factory import build_segmenter, names
 from reid_core.segmentation.masking import mask_to_png
+from reid_core.segmentation.registry import build_segmenter, names
 from reid_core.segmentation.resize import limited_size
 
 # ---------------------------------------------------------------- hand-made masks
@@ -345,3 +345,20 @@ def test_quality_per_method_and_criterion(tmp_path):
     assert scored["mask_iou"].to_list() == [0.5, None]
     summary = quality.summarize(scored).row(0, named=True)
     assert (summary["method"], summary["criterion"], summary["n"], summary["n_missing"]) == ("sam", None, 1, 1)
+
+
+def test_options_are_typed_and_errors_name_the_bad_option_and_the_valid_ones():
+    from reid_core.segmentation.registry import option_names, parse_options
+
+    typed = parse_options("sam+isnet", {"max_width": "none", "theta": "0.3", "isnet_post_process": "false",
+                                        "points_per_side": "4"})
+    assert (typed.max_width, typed.theta, typed.isnet_post_process) == (None, 0.3, False)
+    assert typed.generator() == {"points_per_side": 4}  # unset SAM parameters keep SAM's defaults
+    assert parse_options("sam", {}).policy == "flag" and parse_options("sam+isnet", {}).policy == "fallback"
+    with pytest.raises(ValueError, match=r"'sam\+isnet' takes no option points_per_sid; it takes: sam_checkpoint, "):
+        parse_options("sam+isnet", {"points_per_sid": 4})
+    with pytest.raises(ValueError, match=r"option sam_mode='auto': Input should be 'automatic' or 'prompted'"):
+        parse_options("sam", {"sam_mode": "auto"})
+    with pytest.raises(ValueError, match="unknown segmentation method 'sam2'; choose one of isnet, reference"):
+        parse_options("sam2", {})
+    assert option_names("reference") == ["column"]

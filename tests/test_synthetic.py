@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from reid_core.cli import synthetic as synthetic_cli
 from reid_core.data import files as rio
 from reid_core.data import manifest
 from reid_core.data import synthetic as syn
@@ -240,8 +241,8 @@ def test_identities_are_learnable_from_the_animal_not_its_colour_or_background(m
 
 def test_cli_writes_manifest_and_prints_summary(tmp_path, capsys):
     out = tmp_path / "cli"
-    code = syn.main(["--out", str(out), "--species", "elephant", "--individuals", "5", "--images-per-individual", "3",
-                     "--size", "48", "--seed", "2", "--workers", "1"])
+    code = synthetic_cli.main(["--out", str(out), "--species", "elephant", "--individuals", "5",
+                               "--images-per-individual", "3", "--size", "48", "--seed", "2", "--workers", "1"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "elephant" in printed and "wrote 15 images" in printed
@@ -253,7 +254,7 @@ def test_cli_writes_manifest_and_prints_summary(tmp_path, capsys):
     assert held_out.filter(pl.col("len") == 1)["role"].to_list() == [0] * len(held_out.filter(pl.col("len") == 1))
     assert held_out.filter(pl.col("len") == 1).height >= 1
     assert held_out.filter(pl.col("len") > 1)["role"].min() == 1
-    assert syn.main(["--out", str(out), "--species", "wolf"]) == 2
+    assert synthetic_cli.main(["--out", str(out), "--species", "wolf"]) == 2
     assert "unknown synthetic species 'wolf'" in capsys.readouterr().err
 
 

@@ -1,5 +1,6 @@
 """The engine end to end: in-process training with resume, and a 2-worker DDP epoch on Ray Train."""
 
+import math
 import subprocess
 import sys
 import time
@@ -40,6 +41,8 @@ def test_local_training_checkpoints_every_epoch_and_resumes(tiny_synthetic, tmp_
     assert restored.progress.history[-1]["epoch"] == 2 and not restored.model.training
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(700)  # up to 240 s to the first checkpoint, then 400 s for the rerun
 def test_killed_run_resumes_from_its_last_checkpoint(tiny_synthetic, tmp_path):
     """Kill `workflows/train.py` after its first checkpoint; the same command finishes the run."""
     home = tmp_path / "home"
@@ -67,13 +70,82 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_synthetic, tmp_path):
     assert "test.mAP" in done.stdout and "reid-dve-tiger v1" in done.stdout
 
 
+def fingerprinting_worker(config: dict) -> None:
+    """``train_worker`` with a session that adds to every report the rank and a digest of the network's
+    parameters, at the start (after DDP broadcast rank 0's) and now. Buffers are left out: DDP does not
+    average BatchNorm's running statistics."""
+    import hashlib
+
+    from reid_core.engine.loop import TrainJob, train
+    from reid_core.engine.session import RayTrainSession
+
+    def digest(model) -> str:
+        sha = hashlib.sha256()
+        for name, parameter in sorted(getattr(model, "module", model).named_parameters()):
+            sha.update(name.encode())
+            sha.update(parameter.detach().cpu().numpy().tobytes())
+        return sha.hexdigest()
+
+    class Fingerprinting(RayTrainSession):
+        model, start = None, None
+
+        def wrap(self, network):
+            self.model = super().wrap(network)
+            self.start = self.start or digest(self.model)
+            return self.model
+
+        def report(self, metrics, state, progress):
+            fingerprint = {"rank": self.rank, "start_weights": self.start, "weights": digest(self.model)}
+            super().report({**metrics, **fingerprint}, state, progress)
+
+    train(TrainJob(**config), Fingerprinting())
+
+
+FINGERPRINT = ("rank", "start_weights", "weights")
+
+
 @pytest.mark.slow
-def test_two_worker_ddp_epoch_on_ray_train(tiny_synthetic, ray_local):
-    outcome = run_training(_job(tiny_synthetic, 1), workers=2, run_name="ddp", settings=Settings.from_env())
+def test_two_worker_ddp_epoch_on_ray_train(tiny_synthetic, ray_local, monkeypatch):
+    """run_training with 2 workers; every rank's report is collected (the pipeline forwards rank 0's)."""
+    import ray.train
+    from ray.util.queue import Queue
+
+    from reid_core.pipelines import train as train_pipeline
+
+    reports = Queue()
+    forward_rank0 = train_pipeline.epoch_callback
+
+    def every_rank(progress_queue):
+        bar = forward_rank0(progress_queue)
+
+        class EveryRank(ray.train.UserCallback):
+            def after_report(self, run_context, metrics, checkpoint):
+                reports.put([dict(m) for m in metrics])
+                plain = [{k: v for k, v in m.items() if k not in FINGERPRINT} for m in metrics]
+                bar.after_report(run_context, plain, checkpoint)
+
+        return EveryRank()
+
+    # Defined in this module, the worker is pickled by reference: make Ray ship it by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(train_pipeline, "epoch_callback", every_rank)
+    monkeypatch.setattr(train_pipeline, "train_worker", fingerprinting_worker)
+    try:
+        outcome = run_training(_job(tiny_synthetic, 1), workers=2, run_name="ddp", settings=Settings.from_env())
+        per_epoch = [reports.get(timeout=30) for _ in range(reports.qsize())]
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        reports.shutdown()
     history = outcome.progress.history
-    assert len(history) == 1 and history[0]["epoch"] == 0
-    # Both ranks trained: the rank-0 throughput figure counts the images of all workers.
-    assert history[0]["train.images_per_s"] > 0 and "val.mAP" in history[0]
+    assert len(history) == 1 and history[0]["epoch"] == 0 and "val.mAP" in history[0]
+    assert len(per_epoch) == 1, per_epoch
+    ranks = per_epoch[0]
+    # Both ranks trained: each reports its own loss over its own batches...
+    assert sorted(r["rank"] for r in ranks) == [0, 1]
+    assert all(r["train.images_per_s"] > 0 and math.isfinite(r["train.loss"]) for r in ranks)
+    # ... from the same start, and DDP's averaged gradients left both with the same, changed, weights.
+    assert ranks[0]["start_weights"] == ranks[1]["start_weights"]
+    assert ranks[0]["weights"] == ranks[1]["weights"] != ranks[0]["start_weights"]
     rows = pl.read_parquet(tiny_synthetic)
     assert restore(outcome.checkpoint_dir).progress.meta["num_classes"] == rows.filter(
         pl.col("split") == "train")["entity"].n_unique()

@@ -15,6 +15,7 @@ from reid_core.cli import transfer as transfer_cli
 from reid_core.lifecycle.promote import PromotionRequest, promote
 from reid_core.methods.registry import method_names
 from reid_core.pipelines.transfer import TransferRequest, run_transfer_matrix
+from reid_core.reports import transfer as transfer_report
 from reid_core.settings import Settings
 
 FILES = ["transfer_heatmap.png", "transfer_matrix.csv", "transfer_matrix.md", "transfer_matrix.parquet"]
@@ -117,3 +118,22 @@ def test_cli_errors_name_the_missing_model_and_the_missing_split(store, monkeypa
     assert f"manifest {no_yak_test} has no 'test' rows for species 'yak'" in err
     assert tracking.latest_run("reid-dve", "tags.run_kind = 'transfer_matrix' and attributes.status = 'FAILED'",
                                settings=settings) is None  # failed before any run was created
+
+
+def test_the_transfer_tables_right_align_the_numbers_and_say_new_for_a_new_cell():
+    table = pl.DataFrame({"train_species": ["tiger", "tiger"], "test_species": ["tiger", "yak"],
+                          "protocol": ["atrw", "probe_gallery"], "model": ["reid-dve-tiger v1"] * 2,
+                          "model_uri": ["models:/reid-dve-tiger/2"] * 2,
+                          "mAP": [0.5, 0.25], "rank1": [0.75, None], "mmAP": [0.625, None],
+                          "rank1_single": [0.8, None], "rank1_cross": [0.7, None]})
+    lines = transfer_report.paper_table(table).splitlines()
+    assert lines[:3] == ["| Training data | Model | tiger mmAP | tiger R@1(s) | tiger R@1(m) | yak mAP | yak R@1 |",
+                         "|---|---|---:|---:|---:|---:|---:|",
+                         "| tiger | reid-dve-tiger v1 | 62.5 | 80.0 | 70.0 | 25.0 | - |"]
+    delta = transfer_report.changes(table, {"transfer.tiger.tiger.mAP": 0.4, "transfer.tiger.tiger.rank1": 0.75},
+                                    {"model.tiger": "models:/reid-dve-tiger/1"})
+    lines = transfer_report.format_changes(delta).splitlines()
+    assert lines[:4] == ["| train | test | mAP | mAP change | rank-1 | rank-1 change | model changed |",
+                         "|---|---|---:|---:|---:|---:|---|",
+                         "| tiger | tiger | 50.0 | +10.0 | 75.0 | +0.0 | yes |",
+                         "| tiger | yak | 25.0 | new | - | new | yes |"]

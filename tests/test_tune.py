@@ -12,11 +12,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import TINY_DVE, TINY_PRESET, kill_session, tiny_dve_flags
+from metric_support import reference_test_map
 from mlflow import MlflowClient
 
 from reid_core import tracking
 from reid_core.cli.tune import main as tune_main
+from reid_core.data import manifest
 from reid_core.lifecycle import sweep_record
+from reid_core.lifecycle.model_eval import eval_transform_for
 from reid_core.pipelines.tune import TuneRequest, run_tuning
 from reid_core.settings import Settings
 
@@ -63,8 +66,12 @@ def test_two_trial_sweep_leaves_parent_children_and_a_candidate(tiny_synthetic, 
     embedding = model(torch.randn(3, 3, 48, 48))
     assert embedding.shape == (3, 1024)
     assert torch.allclose(embedding.norm(dim=1), torch.ones(3), atol=1e-5)
+    # The reported test mAP is the registered model's, ranked here without reid_core's evaluation code.
+    transform = eval_transform_for("models:/reid-dve-tiger@candidate", settings)
+    expected = reference_test_map(model, manifest.read(tiny_synthetic), "tiger", transform)
     summary = pl.DataFrame(table)
-    assert 0.0 <= summary["test_mAP"][0] <= 1.0
+    assert summary["test_mAP"][0] == pytest.approx(expected, abs=1e-4)
+    assert float(version.tags["test.mAP"]) == pytest.approx(expected, abs=1e-4)
 
 
 def test_resume_without_an_earlier_sweep_names_the_record_and_the_flag(tiny_synthetic):

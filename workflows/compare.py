@@ -5,15 +5,12 @@
     ray job submit --working-dir . -- python workflows/compare.py --methods dve,arbase --manifest s3://...
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's reid_core
 
-from reid_core.cli.compare import main  # noqa: E402
-from reid_core.cli.options import run_command  # noqa: E402
+from reid_core.cli import app  # noqa: E402
 
-if __name__ == "__main__":
-    sys.exit(run_command(main, sys.argv[1:]))
+if __name__ == "__main__":  # an alias of `reid compare`
+    sys.exit(app.main(["compare", *sys.argv[1:]]))

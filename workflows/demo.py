@@ -4,14 +4,12 @@ removal, and a DVE sweep per species with the best model registered in MLflow.
     make demo            # or: python workflows/demo.py [--no-tune]
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's reid_core
 
-from reid_core.cli.demo import main  # noqa: E402
+from reid_core.cli import app  # noqa: E402
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # an alias of `reid demo`
+    sys.exit(app.main(["demo", *sys.argv[1:]]))

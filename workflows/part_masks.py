@@ -7,14 +7,12 @@
         --keypoints s3://bucket/pose/coco_keypoints.json --mapping s3://bucket/pose/mapping.json --actors 4
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's reid_core
 
-from reid_core.cli.part_masks import main  # noqa: E402
+from reid_core.cli import app  # noqa: E402
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # an alias of `reid part-masks`
+    sys.exit(app.main(["part-masks", *sys.argv[1:]]))

@@ -7,14 +7,12 @@
     python workflows/promote.py --model reid-dve-tiger --list
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's reid_core
 
-from reid_core.cli.promote import main  # noqa: E402
+from reid_core.cli import app  # noqa: E402
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # an alias of `reid promote`
+    sys.exit(app.main(["promote", *sys.argv[1:]]))

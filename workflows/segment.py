@@ -5,14 +5,12 @@
         --output s3://bucket/segmented --num-gpus 0.5 --actors 4 --batch-size 16
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's reid_core
 
-from reid_core.cli.segment import main  # noqa: E402
+from reid_core.cli import app  # noqa: E402
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # an alias of `reid segment`
+    sys.exit(app.main(["segment", *sys.argv[1:]]))

@@ -4,15 +4,12 @@
     python workflows/train.py --method arbase --preset cpu --species tiger --set optim.lr=0.001
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's reid_core
 
-from reid_core.cli.options import run_command  # noqa: E402
-from reid_core.cli.train import main  # noqa: E402
+from reid_core.cli import app  # noqa: E402
 
-if __name__ == "__main__":
-    sys.exit(run_command(main, sys.argv[1:]))
+if __name__ == "__main__":  # an alias of `reid train`
+    sys.exit(app.main(["train", *sys.argv[1:]]))

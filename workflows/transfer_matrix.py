@@ -5,14 +5,12 @@
     ray job submit --working-dir . -- python workflows/transfer_matrix.py --method dve --manifest s3://...
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's reid_core
 
-from reid_core.cli.transfer import main  # noqa: E402
+from reid_core.cli import app  # noqa: E402
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # an alias of `reid transfer`
+    sys.exit(app.main(["transfer", *sys.argv[1:]]))

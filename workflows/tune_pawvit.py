@@ -10,15 +10,12 @@ elephant 4, 3: reid_core/parts/schemes.py). The paper preset's K = 5 is the tige
 take a K they have for the checks before the sweep (--set parts.num_parts=4).
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir's reid_core
 
-from reid_core.cli.options import run_command  # noqa: E402
-from reid_core.cli.tune import main  # noqa: E402
+from reid_core.cli import app  # noqa: E402
 
-if __name__ == "__main__":
-    sys.exit(run_command(lambda argv: main("pawvit", argv), sys.argv[1:]))
+if __name__ == "__main__":  # an alias of `reid tune --method pawvit`
+    sys.exit(app.main(["tune", "--method", "pawvit", *sys.argv[1:]]))

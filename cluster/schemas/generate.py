@@ -1,6 +1,6 @@
 """Generate the strict JSON schemas of KubeRay's RayCluster and RayJob from the operator's CRDs.
 
-    python cluster/schemas/generate.py --crds ../shared/reference/kuberay-crds --tag v1.7.0
+    python cluster/schemas/generate.py --tag v1.7.0    # reads the vendored CRDs in kuberay-crds/
 
 The CRDs (``ray-operator/config/crd/bases/ray.io_{rayclusters,rayjobs}.yaml`` of ray-project/kuberay)
 describe what the Kubernetes API server accepts, but never say ``additionalProperties: false``: the
@@ -18,7 +18,8 @@ without a word. This script takes the served storage version's ``openAPIV3Schema
 CEL rules (``x-kubernetes-validations``) and defaulting are not JSON Schema; tests mirror the
 operator's own rules in Python instead (tests/cluster_support.py). The output records the KubeRay tag,
 the CRD paths and the sha256 of each input, so a test can prove the committed schemas came from these
-CRDs. Tests never fetch anything: rerun this script by hand to move to another KubeRay release.
+CRDs. Tests never fetch anything: the CRDs are vendored in ``kuberay-crds/``; replace them and rerun this
+script by hand to move to another KubeRay release.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-DEFAULT_CRDS = ROOT.parent / "shared" / "reference" / "kuberay-crds"
+DEFAULT_CRDS = HERE / "kuberay-crds"  # vendored, unchanged (see its README)
 DEFAULT_TAG = "v1.7.0"
 KINDS = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
 CRD_DIR_IN_REPO = "ray-operator/config/crd/bases"

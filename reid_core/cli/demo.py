@@ -1,12 +1,12 @@
-"""``make demo``: everything a new user should see work, on one machine, in minutes."""
+"""``reid demo`` (``make demo``): everything a new user should see work, on one machine, in minutes."""
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import polars as pl
 
+from reid_core.cli.options import Parser, add_options, names
 from reid_core.data import manifest, synthetic
 from reid_core.lifecycle.baseline import baseline_table
 from reid_core.reports.tables import markdown_table
@@ -67,25 +67,26 @@ def identify_example(manifest_uri: str, settings: Settings, species: str = "tige
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="demo.py", description=__doc__)
+    settings = Settings.from_env()
+    parser = Parser(prog="reid demo", description=__doc__.splitlines()[0])
     parser.add_argument("--individuals", type=int, default=40)
     parser.add_argument("--images-per-individual", type=int, default=12)
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    add_options(parser, settings, "seed")
     parser.add_argument("--num-samples", type=int, default=2, help="trials per species")
-    parser.add_argument("--epochs", type=int, default=26,
-                        help="epochs per trial (26 keeps 3 species within 15 min on 2 cores; 30 took 15 min 11 s)")
+    add_options(parser, settings, "epochs", epochs={
+        "default": 26, "help": "epochs per trial (26 keeps 3 species within 15 min on 2 cores; 30 took 15 min 11 s)"})
     parser.add_argument("--max-concurrent", type=int, default=2, help="trials at a time")
-    parser.add_argument("--species", default=",".join(SPECIES), help="comma-separated species to tune")
+    add_options(parser, settings, "species", species={"default": ",".join(SPECIES),
+                                                       "help": "comma-separated species to tune"})
     parser.add_argument("--no-tune", action="store_true", help="stop after the data and the baselines")
-    parser.add_argument("--verbose", action="store_true", help="Ray's, Tune's and MLflow's own output")
+    add_options(parser, settings, "verbose")
     args = parser.parse_args(argv)
     from reid_core.pipelines import console
 
     console.configure(args.verbose)
     started = time.perf_counter()
 
-    settings = Settings.from_env()
     settings.ensure_dirs()
     df = ensure_synthetic(settings, args.individuals, args.images_per_individual, args.size, args.seed)
     print("\n" + markdown_table(manifest.summary(df).to_dicts()))
@@ -102,7 +103,7 @@ def main(argv: list[str]) -> int:
     print("\nBackground removal (Ray Data; the synthetic reference masks stand in for SAM + ISNet):")
     masked_manifest = segment_with_reference_masks(settings, str(settings.synthetic_dir / "manifest.parquet"),
                                                    args.verbose)
-    species = [s.strip() for s in args.species.split(",") if s.strip()]
+    species = names(args.species)
     print(f"\nTuning DVE per species (Ray Tune + Optuna TPE + ASHA): {args.num_samples} trials x "
           f"{args.epochs} epochs, {args.max_concurrent} at a time ...")
     request = TuneRequest(method="dve", species=species, manifest=masked_manifest, num_samples=args.num_samples,

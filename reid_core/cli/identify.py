@@ -1,15 +1,14 @@
-"""``workflows/identify.py``: which known individual is each new photo, and which are new individuals."""
+"""``reid identify``: which known individual is each new photo, and which are new individuals."""
 
 from __future__ import annotations
 
-import argparse
-
+from reid_core.cli.options import Parser, UsageError, add_options
 from reid_core.settings import Settings
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="identify.py",
+def build_parser(settings: Settings | None = None) -> Parser:
+    parser = Parser(
+        prog="reid identify",
         description="Identify the animals in new photos with a registered model: the top-k known individuals "
                     "of the gallery per image and a known / new decision from the model's open-set threshold. "
                     "Writes identifications.parquet/.csv, a contact sheet per image and index.html.")
@@ -31,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per actor")
     parser.add_argument("--cache", default=None, help="gallery embedding cache root (default: REID_HOME/gallery-cache)")
     parser.add_argument("--no-sheets", action="store_true", help="skip the contact sheets and index.html")
-    parser.add_argument("--verbose", action="store_true", help="full tracebacks and Ray's own progress output")
+    add_options(parser, settings or Settings.from_env(), "verbose")
     return parser
 
 
@@ -51,7 +50,7 @@ def main(argv: list[str]) -> int:
     try:
         report = run(job, settings)
     except ModelNotFoundError as error:
-        raise ValueError(str(error)) from None
+        raise UsageError(str(error)) from None
     print(f"{report.images} images: {report.known} known, {report.new} new, {report.failed} failed "
           f"(embedded now {report.embedded}, before {report.skipped}); gallery {report.gallery_images} images of "
           f"{report.gallery_individuals} individuals, cache {report.gallery_cache}")

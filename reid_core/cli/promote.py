@@ -1,4 +1,4 @@
-"""The command line of ``workflows/promote.py``: promote behind a gate, force, roll back, list versions.
+"""``reid promote``: promote behind a gate, force, roll back, list versions.
 
 Exit status: 0 promoted / rolled back / listed / already production; 1 the gate rejected the
 candidate; 2 a usage error or an unknown model, version, alias or manifest.
@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from reid_core.cli.options import Parser, add_options
 from reid_core.reports.tables import markdown_table
 from reid_core.settings import Settings
 
 REJECTED_EXIT, ERROR_EXIT = 1, 2
 
 
-def build_parser(settings: Settings) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="promote.py",
+def build_parser(settings: Settings) -> Parser:
+    parser = Parser(
+        prog="reid promote",
         description="Move a registered model's 'production' alias to a version, if it is not worse than "
                     "the current production version on the same test manifest (both evaluated now).")
     parser.add_argument("--model", required=True, help="registered model name, e.g. reid-dve-tiger")
@@ -27,15 +28,15 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     which.add_argument("--rollback", action="store_true",
                        help="point production back at the version the current one replaced")
     which.add_argument("--list", action="store_true", help="list the versions, their aliases and tags")
-    parser.add_argument("--manifest", help="manifest whose test split of the model's species both versions are "
-                        "evaluated on (default: the one the candidate was trained on)")
+    add_options(parser, settings, "manifest", manifest={
+        "default": None, "help": "manifest whose test split of the model's species both versions are evaluated on "
+                                 "(default: the one the candidate was trained on)"})
     parser.add_argument("--metric", default="mAP", help="gate metric (any metric of the species' protocol)")
     parser.add_argument("--tolerance", type=float, default=0.0,
                         help="how much lower (absolute) the candidate's metric may be and still pass")
     parser.add_argument("--force", action="store_true", help="skip the gate (needs --reason)")
     parser.add_argument("--reason", help="why; recorded on the version (required with --force)")
-    parser.add_argument("--original-images", action="store_true",
-                        help="evaluate on the original images even when the manifest has masked ones")
+    add_options(parser, settings, "original_images")
     return parser
 
 
@@ -86,6 +87,3 @@ def main(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return ERROR_EXIT
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

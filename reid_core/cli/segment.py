@@ -1,10 +1,11 @@
-"""The command line of workflows/segment.py."""
+"""``reid segment``: remove the backgrounds of a manifest's images with Ray Data (resumable)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from reid_core.cli.options import Parser, UsageError, add_options
 from reid_core.pipelines.segment import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_METHOD,
@@ -26,13 +27,12 @@ def _parse_fill(text: str) -> tuple[int, int, int]:
     return tuple(values)
 
 
-def build_parser(settings: Settings) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="segment.py",
+def build_parser(settings: Settings) -> Parser:
+    parser = Parser(
+        prog="reid segment",
         description="Remove backgrounds from every image of a manifest with Ray Data; resumable: a rerun "
                     "skips finished rows and finishes what a killed run left.")
-    parser.add_argument("--manifest", default=str(settings.synthetic_dir / "manifest.parquet"),
-                        help="manifest Parquet (local path or s3:// URI); default: the synthetic species")
+    add_options(parser, settings, "manifest")
     parser.add_argument("--output", default=None,
                         help="folder or s3:// prefix for masks, masked images and the updated manifest "
                              "(default: segmented-<method> next to the manifest)")
@@ -40,7 +40,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
                         help="segmenter name (e.g. sam+isnet, reference) or package.module:builder")
     parser.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
                         help="segmenter option, e.g. --set points_per_side=16 (repeatable)")
-    parser.add_argument("--species", default=None, help="comma-separated species to process (default: all)")
+    add_options(parser, settings, "species", species={"help": "comma-separated species to process (default: all)"})
     parser.add_argument("--limit", type=int, default=None, help="process at most N rows in this run")
     parser.add_argument("--dry-run", action="store_true", help="print what would be done and stop")
     parser.add_argument("--actors", type=int, default=1, help="segmenter actors (one model each)")
@@ -57,7 +57,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
                         help="refuse images with more pixels (decompression bombs, panoramas)")
     parser.add_argument("--no-quality", dest="quality", action="store_false",
                         help="skip the IoU against reference masks (ref_mask_uri)")
-    parser.add_argument("--verbose", action="store_true", help="Ray's and Ray Data's own progress output")
+    add_options(parser, settings, "verbose", verbose={"help": "full tracebacks and Ray's and Ray Data's own output"})
     return parser
 
 
@@ -67,9 +67,9 @@ def job_from_args(args: argparse.Namespace) -> SegmentJob:
     for flag, value, low in (("--actors", args.actors, 1), ("--batch-size", args.batch_size, 1),
                              ("--io-threads", args.io_threads, 1)):
         if value < low:
-            raise SystemExit(f"{flag} must be >= {low}, got {value}")
+            raise UsageError(f"{flag} must be >= {low}, got {value}")
     if args.num_gpus < 0 or args.num_cpus < 0 or (args.limit is not None and args.limit < 0):
-        raise SystemExit("--num-gpus, --num-cpus and --limit must not be negative")
+        raise UsageError("--num-gpus, --num-cpus and --limit must not be negative")
     species = tuple(s.strip() for s in (args.species or "").split(",") if s.strip())
     return SegmentJob(
         manifest=args.manifest, output=args.output, method=args.method,
@@ -113,15 +113,12 @@ def main(argv: list[str]) -> int:
     console.configure(args.verbose)
     job = job_from_args(args)
     if ":" not in job.method:
-        from reid_core.segmentation.factory import names
+        from reid_core.segmentation.registry import names
 
         if job.method not in names():
-            raise SystemExit(f"unknown --method {job.method!r}; choose one of {', '.join(names())} "
+            raise UsageError(f"unknown --method {job.method!r}; choose one of {', '.join(names())} "
                              "or give package.module:builder")
-    try:
-        check_options(job.method, job.options)
-    except ValueError as error:
-        raise SystemExit(str(error)) from None
+    check_options(job.method, job.options)  # a ValueError naming the option: a usage error
     report = run(job, settings=settings, dry_run=args.dry_run, verbose=args.verbose)
     print("\n" + format_report(report))
     print(json.dumps({"summary": report.to_dict()}, default=str))

@@ -1,16 +1,15 @@
-"""The command line of ``workflows/transfer_matrix.py``."""
+"""``reid transfer``: the cross-species transfer matrix (AER Table A.5) from the registry."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from reid_core.cli.options import dataset_name
+from reid_core.cli.options import Parser, UsageError, add_options, dataset_name, names
 from reid_core.settings import Settings
 
 
 def _species(text: str | None) -> list[str] | None:
-    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+    return names(text) or None
 
 
 def parse_models(items: list[str] | None) -> dict[str, str]:
@@ -19,22 +18,21 @@ def parse_models(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         species, sep, reference = item.partition("=")
         if not sep or not species.strip() or not reference.strip():
-            raise SystemExit(f"--model expects SPECIES=VERSION|@ALIAS|run:RUN_ID|models:/URI, got {item!r}")
+            raise UsageError(f"--model expects SPECIES=VERSION|@ALIAS|run:RUN_ID|models:/URI, got {item!r}")
         out[species.strip()] = reference.strip()
     return out
 
 
-def build_parser(settings: Settings) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="transfer_matrix.py",
+def build_parser(settings: Settings) -> Parser:
+    parser = Parser(
+        prog="reid transfer",
         description="Evaluate every species' model on every species' test set (mAP, rank-1, each with the test "
                     "species' protocol) as Ray tasks; write Parquet/CSV/Markdown/heatmap and log an MLflow run.")
-    parser.add_argument("--method", default="dve", help="method whose registered models reid-<method>-<species> "
-                                                         "are compared (default: dve)")
-    parser.add_argument("--manifest", default=str(settings.synthetic_dir / "manifest.parquet"),
-                        help="manifest with a test split per species; default: the synthetic species")
-    parser.add_argument("--species", help="comma-separated training species (rows); default: every species of the "
-                                          "manifest with a model at --alias")
+    add_options(parser, settings, "method", "manifest", "species",
+                method={"help": "method whose registered models reid-<method>-<species> are compared (default: dve)"},
+                manifest={"help": "manifest with a test split per species; default: the synthetic species"},
+                species={"help": "comma-separated training species (rows); default: every species of the manifest "
+                                 "with a model at --alias"})
     parser.add_argument("--test-species", help="comma-separated test species (columns); default: the rows' species")
     parser.add_argument("--alias", default="production", help="alias of each species' model (default: production)")
     parser.add_argument("--model", action="append", metavar="SPECIES=REF",
@@ -42,9 +40,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
                              "(tiger=@candidate), a run (tiger=run:<run_id>) or a model URI")
     parser.add_argument("--cpus-per-task", type=float, default=1.0, help="CPUs per cell task")
     parser.add_argument("--out", help="output folder (default: REID_HOME/transfer/<method>-<time>)")
-    parser.add_argument("--dataset", default=None, help="dataset name recorded in MLflow tags")
-    parser.add_argument("--original-images", action="store_true",
-                        help="evaluate on the original images even when the manifest has masked ones")
+    add_options(parser, settings, "dataset", "original_images", "verbose")
     return parser
 
 
@@ -64,7 +60,7 @@ def main(argv: list[str]) -> int:
     try:
         result = run_transfer_matrix(request, settings)
     except (ModelNotFoundError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     for species in result.skipped:
         print(f"note: no reid-{args.method}-{species}@{args.alias}; row {species} skipped")
@@ -77,6 +73,3 @@ def main(argv: list[str]) -> int:
     print(f"MLflow: run {result.run_id} in experiment 'reid-{args.method}' ({settings.tracking_uri})")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

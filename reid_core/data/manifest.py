@@ -227,7 +227,7 @@ def read(uri: str, *, filesystem: pafs.FileSystem | None = None, validate_kwargs
     """Read a Parquet manifest (local or s3://) and validate it."""
     if not rio.exists(uri, filesystem):
         raise FileNotFoundError(f"manifest {uri} does not exist: create it with `python -m reid_core.data.convert` "
-                                "or `python -m reid_core.data.synthetic`")
+                                "or `python -m reid_core synthetic`")
     df = pl.read_parquet(io.BytesIO(rio.read_bytes(uri, filesystem)))
     return check(df, source=str(uri), **(validate_kwargs or {}))
 

@@ -91,10 +91,6 @@ def check_job(job: TrainJob, rows: pl.DataFrame, workers: int = 1) -> ImageRows:
     return images
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return getattr(model, "module", model)
-
-
 def _autocast(precision: str, device: torch.device):
     if precision == "bf16" and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)

@@ -9,7 +9,6 @@ the method registry gives the matching eval transform. Nothing here is DVE-speci
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
@@ -52,10 +51,7 @@ def species_test_rows(manifest_uri: str, species: str, df: pl.DataFrame | None =
 
 def eval_transform_for(uri: str, settings: Settings | None = None):
     """The method's eval transform, from the config in the model's MLmodel metadata."""
-    import mlflow
-
-    tracking.configure(settings)
-    metadata: dict[str, Any] = mlflow.models.get_model_info(uri).metadata or {}
+    metadata = tracking.model_metadata(uri, settings)
     if "method" not in metadata or "config" not in metadata:
         raise ValueError(f"{uri} has no 'method' and 'config' in its MLmodel metadata, so its preprocessing is "
                          "unknown; log models with reid_core.lifecycle.publish")

@@ -17,6 +17,7 @@ from reid_core.lifecycle.open_set_calibration import IDENTITY_COLUMN, calibrate
 from reid_core.lifecycle.pictures import log_model_pictures
 from reid_core.lifecycle.restore import Restored
 from reid_core.methods.contract import Method
+from reid_core.settings import Settings
 
 
 class EmbeddingModel(nn.Module):
@@ -78,9 +79,12 @@ def publish(
     tags: dict[str, str],
     use_masked: bool = True,
     alias: str = tracking.CANDIDATE,
+    settings: Settings | None = None,
 ) -> Published:
+    """Evaluate on the test split, log the metrics and the embedding model to run ``run_id``, register it
+    as a new version of ``reid-<method>-<species>`` with ``alias``, and attach its pictures."""
     metrics = test_metrics(restored, rows, use_masked)
-    tracking.log_metrics(run_id, metrics)
+    tracking.log_metrics(run_id, metrics, settings=settings)
     spec = restored.method.input_spec(restored.config)
     example = np.random.default_rng(0).standard_normal((2, 3, spec.height, spec.width)).astype(np.float32)
     name = tracking.registered_model_name(restored.method.name, species)
@@ -91,8 +95,11 @@ def publish(
                   "protocol": protocol_for(rows.filter(pl.col("split") == "test")),
                   "config": restored.config.model_dump(mode="json"),
                   "preprocessing": preprocessing(rows, use_masked)},
+        settings=settings,
     )
     threshold = open_set_threshold(restored, rows, use_masked)
-    version = tracking.register(model_uri, name, tags={**tags, **metrics, **threshold, "run_id": run_id}, alias=alias)
-    log_model_pictures(restored, rows, run_id, name, str(getattr(version, "version", version)), use_masked=use_masked)
-    return Published(metrics, model_uri, name, str(getattr(version, "version", version)))
+    version = tracking.register(model_uri, name, tags={**tags, **metrics, **threshold, "run_id": run_id}, alias=alias,
+                                settings=settings)
+    number = str(getattr(version, "version", version))
+    log_model_pictures(restored, rows, run_id, name, number, use_masked=use_masked, settings=settings)
+    return Published(metrics, model_uri, name, number)

@@ -3,15 +3,29 @@
 ``build_config(Config, presets, "cpu", {"optim.lr": 3e-3})`` starts from the defaults (the paper's),
 merges the preset, applies the overrides and validates. A misspelt key is an error that lists the
 valid keys, so ``--set optim.lrr=1`` fails before anything starts.
+
+The sections several methods share (input, backbone, batch, optim, schedule) are declared here once; a
+method subclasses one to change its defaults or add entries. Their constraints live in the field types
+(``ImageSide``, ``Probability``, ...), so a subclass changes a default in one line (``size: ImageSide = 384``)
+and keeps the constraint.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# Constrained field types of the shared sections (and of the methods' own entries).
+ImageSide = Annotated[int, Field(ge=16)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+Count = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Factor = Annotated[float, Field(gt=0, le=1)]  # a share of the lr, e.g. where a warm-up starts
 
 
 class Section(BaseModel):
@@ -22,6 +36,48 @@ class Section(BaseModel):
 
 class MethodConfig(Section):
     """The root of a method's config."""
+
+
+# -- shared sections -------------------------------------------------------------------------------
+class SquareInput(Section):
+    size: ImageSide = 224  # square input, H = W
+
+
+class TimmBackbone(Section):
+    name: str = "resnet50"  # a timm model name
+    # None: random init; True: the timm hub's default weights of ``name``; a hub name; or a local path /
+    # s3:// URI of a state_dict
+    pretrained: str | bool | None = True
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # extra timm.create_model kwargs
+
+
+class PKBatch(Section):
+    """P identities x K images per batch (``BatchSpec("pk")``)."""
+
+    ids_per_batch: Count = 16  # P
+    images_per_id: Count = 4  # K
+
+
+class Optim(Section):
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 5e-4
+
+
+class AdamOptim(Optim):
+    """Adam / AdamW."""
+
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class Schedule(Section):
+    epochs: Count = 60
+
+
+class WarmupSchedule(Schedule):
+    """A linear warm-up from ``warmup_factor`` x lr to lr over ``warmup_epochs`` (0: none)."""
+
+    warmup_epochs: NonNegativeInt = 0
+    warmup_factor: Factor = 0.1
 
 
 class ConfigError(ValueError):

@@ -7,7 +7,6 @@ class: it is one way to implement the ``Method`` contract, not part of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -50,15 +49,6 @@ def pk_plan(config: MethodConfig) -> list[StagePlan]:
     """One ``main`` stage of ``schedule.epochs`` epochs on ``batch.ids_per_batch`` x ``batch.images_per_id``."""
     batches = BatchSpec("pk", config.batch.ids_per_batch, config.batch.images_per_id)
     return [StagePlan("main", config.schedule.epochs, batches, batch_keys=PK_BATCH_KEYS)]
-
-
-def per_epoch_schedule(lr_factor: Callable[[int], float]):
-    """A ``Stage.scheduler`` the engine steps once per epoch: epoch e runs at each group's lr x lr_factor(e)."""
-
-    def scheduler(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-
-    return scheduler
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -3,9 +3,10 @@
 Each training is one Ray task (``cpus_per_run`` CPUs, the in-process engine with a ``LocalSession``
 under ``<checkpoints>/compare/<method>-<species>-seed<s>-<config hash>``, so a rerun resumes unfinished
 runs and skips finished ones), followed in the same task by the test split with the species' protocol.
-The driver logs an MLflow parent run (experiment ``reid-compare``) with one child run per training, and
-writes the per-run rows and the summary (mean and 95% t-interval half-width over seeds) as Parquet, CSV
-and Markdown, plus a bar chart with error bars. The same tool runs ablations: ``overrides`` apply to
+The driver logs an MLflow parent run (experiment ``reid-compare``) with one child run per training
+(``lifecycle.train_and_register``: ``train_and_test`` in the task, ``log_training_run`` on the driver;
+nothing is registered), and writes the per-run rows and the summary (mean and 95% t-interval half-width
+over seeds) as Parquet, CSV and Markdown, plus a bar chart with error bars (``reports.compare``). The same tool runs ablations: ``overrides`` apply to
 every method.
 """
 
@@ -15,7 +16,6 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,23 +25,15 @@ import polars as pl
 from reid_core import tracking
 from reid_core.data import manifest
 from reid_core.engine.loop import TrainJob
+from reid_core.lifecycle import train_and_register as lifecycle
 from reid_core.pipelines import console
 from reid_core.pipelines.ray_runtime import init_ray, worker_env
 from reid_core.pipelines.train import original_images_note
-from reid_core.reports.tables import markdown_table
+from reid_core.reports.compare import summarize, write_outputs
 from reid_core.settings import Settings
 
 EXPERIMENT = "reid-compare"
 RUN_KIND = "compare"
-# Per protocol, the (metric, label) columns the table shows per species; the ATRW ones only when present.
-TABLE_METRICS = {
-    "atrw": (("mAP", "mAP"), ("rank1", "R@1"), ("mmAP", "mmAP"), ("rank1_single", "R@1(s)"),
-             ("rank1_cross", "R@1(c)")),
-    "default": (("mAP", "mAP"), ("rank1", "R@1")),
-}
-CHART_METRICS = (("mAP", "mAP"), ("rank1", "rank-1"))
-SUMMARY_SCHEMA = {"method": pl.String, "species": pl.String, "protocol": pl.String, "metric": pl.String,
-                  "n": pl.Int64, "mean": pl.Float64, "sd": pl.Float64, "ci95": pl.Float64}
 
 
 @dataclass
@@ -81,135 +73,6 @@ class CompareResult:
     run_id: str
     child_run_ids: list[str]
     out_dir: Path
-
-
-# -- statistics and presentation ----------------------------------------------------------------------
-
-def ci95(values: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, sample sd, t-distribution 95% half-width) of ``values``; sd and half-width are nan for n=1."""
-    from scipy import stats
-
-    xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    n = len(xs)
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    mean = sum(xs) / n
-    if n == 1:
-        return mean, math.nan, math.nan
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    return mean, sd, float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-
-
-def summarize(runs: pl.DataFrame) -> pl.DataFrame:
-    """Per method x species x ``test.*`` metric: n, mean, sd, ci95 over the seeds."""
-    metrics = [c.removeprefix("test.") for c in runs.columns if c.startswith("test.")]
-    rows = []
-    for (method, species), group in runs.group_by(["method", "species"], maintain_order=True):
-        for metric in metrics:
-            values = [v for v in group[f"test.{metric}"].to_list() if v is not None]
-            if not values:
-                continue
-            mean, sd, half = ci95(values)
-            rows.append({"method": method, "species": species, "protocol": group["protocol"][0], "metric": metric,
-                         "n": len(values), "mean": mean, "sd": sd, "ci95": half})
-    return pl.DataFrame(rows, schema=SUMMARY_SCHEMA)
-
-
-def format_cell(mean: float | None, half: float | None) -> str:
-    """``61.2 ± 3.4`` in %; ``61.2 ±n/a`` for one seed; ``-`` when the metric was not computed."""
-    if mean is None or math.isnan(mean):
-        return "-"
-    spread = "±n/a" if half is None or math.isnan(half) else f"± {100 * half:.1f}"
-    return f"{100 * mean:.1f} {spread}"
-
-
-def table_columns(summary: pl.DataFrame) -> list[tuple[str, str, str]]:
-    """(species, metric, header) per column: each species' protocol's metrics that were computed."""
-    columns = []
-    for species in dict.fromkeys(summary["species"].to_list()):
-        part = summary.filter(pl.col("species") == species)
-        present = set(part["metric"].to_list())
-        protocol = part["protocol"][0]
-        columns += [(species, key, f"{species} {label}")
-                    for key, label in TABLE_METRICS.get(protocol, TABLE_METRICS["default"]) if key in present]
-    return columns
-
-
-def paper_rows(summary: pl.DataFrame) -> list[dict[str, str]]:
-    """AER Table 2's layout: one row per method, per species its metrics as ``mean ± ci95`` (%)."""
-    columns = table_columns(summary)
-    cells = {(r["method"], r["species"], r["metric"]): r for r in summary.iter_rows(named=True)}
-    rows = []
-    for method in dict.fromkeys(summary["method"].to_list()):
-        row = {"Method": method}
-        for species, key, header in columns:
-            r = cells.get((method, species, key))
-            row[header] = format_cell(r["mean"], r["ci95"]) if r else "-"
-        rows.append(row)
-    return rows
-
-
-def paper_table(summary: pl.DataFrame) -> str:
-    if summary.is_empty():
-        return markdown_table([])
-    seeds = sorted(set(summary["n"].to_list()))
-    protocols = ", ".join(f"{s}: {p}" for s, p in
-                          dict(zip(summary["species"], summary["protocol"], strict=True)).items())
-    note = (f"\n\nValues in %: mean ± 95% CI half-width (t-distribution) over {'/'.join(map(str, seeds))} "
-            f"seed(s); each species scored with its own protocol ({protocols}).\n")
-    return markdown_table(paper_rows(summary)) + note
-
-
-def bar_chart(summary: pl.DataFrame, path: Path, title: str) -> None:
-    """One panel per species; per method a bar per metric (mAP, rank-1) with 95% CI error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a cluster node or in CI
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    methods = list(dict.fromkeys(summary["method"].to_list()))
-    species = list(dict.fromkeys(summary["species"].to_list()))
-    cells = {(r["method"], r["species"], r["metric"]): r for r in summary.iter_rows(named=True)}
-    width = 0.8 / len(CHART_METRICS)
-    fig, axes = plt.subplots(1, len(species), figsize=(1.5 + 1.2 * len(methods) * len(species), 3.6),
-                             squeeze=False, sharey=True)
-    for ax, s in zip(axes[0], species, strict=True):
-        x = np.arange(len(methods))
-        for i, (key, label) in enumerate(CHART_METRICS):
-            found = [cells.get((m, s, key)) for m in methods]
-            means = [100 * r["mean"] if r else np.nan for r in found]
-            errors = [100 * r["ci95"] if r and not math.isnan(r["ci95"]) else 0.0 for r in found]
-            ax.bar(x + (i - (len(CHART_METRICS) - 1) / 2) * width, means, width, yerr=errors, capsize=3, label=label)
-        ax.set_xticks(x, methods)
-        ax.set_title(s)
-        ax.set_ylim(0, 100)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("% (mean ± 95% CI)")
-    axes[0][-1].legend(loc="upper right", fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _markdown_value(value):
-    return f"{value:.4f}" if isinstance(value, float) and not math.isnan(value) else value
-
-
-def write_outputs(runs: pl.DataFrame, summary: pl.DataFrame, out_dir: Path, title: str) -> str:
-    """runs.{parquet,csv,md}, summary.{parquet,csv,md} and compare.png; returns the summary Markdown."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    runs.write_parquet(out_dir / "runs.parquet")
-    runs.write_csv(out_dir / "runs.csv")
-    (out_dir / "runs.md").write_text(markdown_table(
-        [{k: _markdown_value(v) for k, v in r.items()} for r in runs.drop("checkpoint").iter_rows(named=True)]) + "\n")
-    summary.write_parquet(out_dir / "summary.parquet")
-    summary.write_csv(out_dir / "summary.csv")
-    markdown = paper_table(summary)
-    (out_dir / "summary.md").write_text(markdown)
-    bar_chart(summary, out_dir / "compare.png", title)
-    return markdown
 
 
 # -- planning and training ------------------------------------------------------------------------------
@@ -269,45 +132,23 @@ def plan_runs(request: CompareRequest, settings: Settings) -> list[RunSpec]:
     return specs
 
 
-def finished_checkpoint(directory: Path, epochs: int) -> Path | None:
-    """The latest checkpoint under ``directory`` when its history covers all ``epochs``, else None."""
-    from reid_core.engine import checkpoint as ckpt
-
-    latest = ckpt.LocalCheckpoints(directory).latest()
-    if latest is None:
-        return None
-    return latest if len(ckpt.load_progress(latest).history) >= epochs else None
-
-
 def train_and_test(spec: RunSpec, threads: int) -> dict:
     """One training (a Ray task): train in-process unless finished already, then test the best epoch."""
     import torch
 
     from reid_core.engine.evaluate import protocol_for
-    from reid_core.engine.loop import load_species_rows, train
-    from reid_core.engine.session import LocalSession
-    from reid_core.lifecycle.publish import test_metrics
-    from reid_core.lifecycle.restore import restore
+    from reid_core.engine.loop import load_species_rows
 
     torch.set_num_threads(max(1, threads))
     job = spec.job
-    started = time.perf_counter()
-    checkpoint = finished_checkpoint(spec.directory, spec.epochs)
-    skipped = checkpoint is not None
-    if checkpoint is None:
-        session = LocalSession(spec.directory, use_gpu=job.use_gpu)
-        train(job, session)
-        checkpoint = session.store.latest()
-    train_seconds = time.perf_counter() - started
-    restored = restore(checkpoint)
     rows = load_species_rows(job.manifest, job.species)
-    metrics = test_metrics(restored, rows, job.use_masked)
-    progress = restored.progress
+    tested = lifecycle.train_and_test(job, spec.directory, spec.epochs, rows)
+    progress = tested.restored.progress
     return {"method": job.method, "species": job.species, "seed": job.seed,
             "protocol": protocol_for(rows.filter(pl.col("split") == "test")), "preset": job.preset,
-            "config_hash": spec.config_hash, "epochs": len(progress.history), "skipped_training": skipped,
-            "best_epoch": progress.meta.get("best", {}).get("epoch"), "train_seconds": train_seconds,
-            "checkpoint": str(checkpoint), "history": progress.history, **metrics}
+            "config_hash": spec.config_hash, "epochs": len(progress.history), "skipped_training": tested.skipped_training,
+            "best_epoch": progress.meta.get("best", {}).get("epoch"), "train_seconds": tested.train_seconds,
+            "checkpoint": str(tested.checkpoint), "history": progress.history, **tested.metrics}
 
 
 def launch(specs: list[RunSpec], request: CompareRequest) -> list:
@@ -320,7 +161,7 @@ def launch(specs: list[RunSpec], request: CompareRequest) -> list:
     return [task.remote(spec, threads) for spec in specs]
 
 
-def _child_params(spec: RunSpec, request: CompareRequest) -> dict:
+def _child_params(spec: RunSpec) -> dict:
     job = spec.job
     return {"method": job.method, "species": job.species, "seed": job.seed, "preset": job.preset,
             "use_masked": job.use_masked, "config_hash": spec.config_hash,
@@ -386,15 +227,13 @@ def run_compare(request: CompareRequest, settings: Settings | None = None) -> Co
                     continue
                 spec = specs[index[done[0]]]
                 finished[index[done[0]]] = result
-                child_ids.append(tracking.log_trial_run(
-                    run_id, _child_params(spec, request), result["history"],
-                    final_metrics={k: v for k, v in result.items() if k.startswith("test.")},
-                    tags={"method": spec.job.method, "species": spec.job.species, "seed": spec.job.seed,
-                          "run_kind": "compare_run"},
-                    run_name=f"{spec.job.method}-{spec.job.species}-seed{spec.job.seed}", settings=settings))
-                tracking.log_manifest_input(child_ids[-1], species_rows[spec.job.species], request.manifest,
-                                            tracking.dataset_name(request.dataset, spec.job.species),
-                                            settings=settings)
+                job = spec.job
+                child_ids.append(lifecycle.log_training_run(
+                    job, species_rows[job.species], result["history"], parent_run_id=run_id,
+                    run_name=f"{job.method}-{job.species}-seed{job.seed}", dataset=request.dataset,
+                    params=_child_params(spec), final_metrics={k: v for k, v in result.items() if k.startswith("test.")},
+                    tags={"method": job.method, "species": job.species, "seed": job.seed, "run_kind": "compare_run"},
+                    settings=settings))
                 progress.advance(1, last=f"{spec.job.method}-{spec.job.species}-seed{spec.job.seed} "
                                          f"mAP {result.get('test.mAP', float('nan')):.3f}")
             progress.close(f"{len(finished)} trainings tested ({sum(r['skipped_training'] for r in finished.values())} "

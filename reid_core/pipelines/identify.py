@@ -8,23 +8,21 @@ which are individuals never seen before.
     the validation split at publishing; ``threshold`` overrides it).
 
 Outputs under ``out``: ``identifications.parquet`` / ``.csv``, ``sheets/<image>.png`` and ``index.html``.
-Query embeddings are journalled per batch under ``out/_journal``, so a rerun (or a run after a kill)
-embeds only the images not done yet with this model version; decisions are recomputed every run.
+Embedding is a row stage (``row_stage``, ``embed_ray.STAGE``): its records are journalled per batch under
+``out/_journal``, so a rerun (or a run after a kill) embeds only the images not done yet with this model
+version and augmentation; decisions are recomputed every run.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 from reid_core import tracking
 from reid_core.data import files as rio
@@ -32,13 +30,13 @@ from reid_core.data import manifest as mf
 from reid_core.data.dataset import select_images
 from reid_core.lifecycle import gallery_cache
 from reid_core.lifecycle.open_set_calibration import IDENTITY_COLUMN, THRESHOLD_TAG
-from reid_core.pipelines.embed_ray import EmbedSpec, as_matrix, embed_with_ray
-from reid_core.pipelines.ray_runtime import init_ray, worker_env
+from reid_core.pipelines import embed_ray, row_stage
+from reid_core.pipelines.embed_ray import EmbedSpec, as_matrix
+from reid_core.pipelines.ray_runtime import worker_env
 from reid_core.settings import Settings
 
 EXPERIMENT = "reid-identify"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-JOURNAL_DIR = "_journal"
 
 
 @dataclass(frozen=True)
@@ -189,28 +187,6 @@ def prepare_queries(rows: pl.DataFrame, model: ResolvedModel, out: str, settings
             f"masked ({method})")
 
 
-def read_journal(out: str, model_uri: str, flip_tta: bool) -> pl.DataFrame:
-    """Query embeddings of earlier runs with this model version and augmentation (latest per image)."""
-    parts = [f for f in rio.list_files(rio.join(out, JOURNAL_DIR)) if f.endswith(".parquet")]
-    frames = [pl.read_parquet(io.BytesIO(rio.read_bytes(f))) for f in parts]
-    if not frames:
-        return pl.DataFrame(schema={"image_id": pl.String, "embedding": pl.List(pl.Float32), "error": pl.String})
-    done = pl.concat(frames, how="diagonal_relaxed").filter(
-        (pl.col("model_uri") == model_uri) & (pl.col("flip_tta") == flip_tta) & pl.col("embedding").is_not_null())
-    return done.unique("image_id", keep="last", maintain_order=True).select("image_id", "embedding", "error")
-
-
-def _journal_writer(out: str, model_uri: str, flip_tta: bool):
-    def write(batch) -> None:
-        table = pl.from_arrow(batch).with_columns(pl.lit(model_uri).alias("model_uri"),
-                                                  pl.lit(flip_tta).alias("flip_tta"))
-        buffer = io.BytesIO()
-        pq.write_table(table.to_arrow(), buffer)
-        rio.write_bytes(rio.join(out, JOURNAL_DIR, f"part-{uuid.uuid4().hex}.parquet"), buffer.getvalue())
-
-    return write
-
-
 def match(queries: np.ndarray, gallery: np.ndarray, gallery_individuals: np.ndarray, top_k: int,
           rerank: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per query: the top-k individuals (best gallery image each), their cosine similarities, the index
@@ -312,9 +288,7 @@ def write_sheets(table: pl.DataFrame, gallery: pl.DataFrame, out: str, title: st
 
 
 def gallery_cache_safe(image_id: str) -> str:
-    from reid_core.pipelines.segment import output_name
-
-    return output_name(str(image_id)).replace("/", "__")
+    return row_stage.output_name(str(image_id)).replace("/", "__")
 
 
 def run(job: IdentifyJob, settings: Settings | None = None, *, progress=print) -> IdentifyReport:
@@ -333,12 +307,9 @@ def run(job: IdentifyJob, settings: Settings | None = None, *, progress=print) -
     if queries["image_id"].is_duplicated().any():
         raise ValueError(f"{job.images} has duplicate image ids {queries.filter(pl.col('image_id').is_duplicated())['image_id'].head(3).to_list()}")
 
-    # The queries: background removal as the model's training images; embeddings of earlier runs kept.
+    # The queries: background removal as the model's training images.
     queries, preparation = prepare_queries(queries, model, out, settings)
     report.notes.append(f"queries prepared as the training images: {preparation}")
-    done = read_journal(out, model.uri, job.flip_tta)
-    todo = queries.filter(pl.col("_error").is_null() & ~pl.col("image_id").is_in(done["image_id"].implode()))
-    report.skipped = queries.filter(pl.col("image_id").is_in(done["image_id"].implode())).height
 
     # The gallery: once per (model version, gallery data version).
     cache_root = job.cache or str(settings.home / "gallery-cache")
@@ -346,51 +317,48 @@ def run(job: IdentifyJob, settings: Settings | None = None, *, progress=print) -
     cached_at = gallery_cache.cache_uri(cache_root, model.name, model.version, key)
     cached = gallery_cache.load(cached_at)
     report.gallery_cache = "miss" if cached is None else "hit"
+
+    # One embedding stage (one actor pool start-up) over queries and, on a cache miss, the gallery; rows
+    # embedded by an earlier run with this model are skipped.
+    spec = EmbedSpec(model.uri, settings, flip_tta=job.flip_tta, device="cuda" if job.num_gpus > 0 else "cpu")
+    work = queries.filter(pl.col("_error").is_null()).select(
+        pl.concat_str(pl.lit("q:"), "image_id").alias("image_id"), "_uri")
+    if cached is None:
+        work = pl.concat([gallery.select(pl.concat_str(pl.lit("g:"), "image_id").alias("image_id"),
+                                         pl.col(gallery_column).alias("_uri")), work])
+    columns = work.columns
+    plan = row_stage.plan(embed_ray.STAGE, work.with_columns(pl.lit(spec.config()).alias(row_stage.CONFIG)),
+                          columns, out)
+    is_query = pl.col("image_id").str.starts_with("q:")
+    report.skipped = plan.rows.filter(is_query & pl.col("_done")).height
     progress(f"gallery: {gallery.height} images of {gallery[IDENTITY_COLUMN].n_unique()} individuals, "
              + (f"cached ({cached_at})" if cached is not None else "to embed"))
-    progress(f"images: {queries.height} ({report.skipped} embedded before, {todo.height} to embed)")
-
-    # One Ray Data pass (one actor pool start-up) over what is not embedded yet: gallery and queries.
-    work = todo.select("image_id", "_uri").with_columns(pl.lit(True).alias("_query"))
+    progress(f"images: {queries.height} ({report.skipped} embedded before, "
+             f"{plan.todo.filter(is_query).height} to embed)")
+    fresh = embed_ray.STAGE.empty()
+    if plan.todo.height:
+        pool = row_stage.Pool(actors=job.actors, batch_size=job.batch_size, num_cpus=job.num_cpus,
+                              num_gpus=job.num_gpus, env=worker_env())
+        execution = row_stage.execute(embed_ray.STAGE, plan.todo.select("image_id", "_uri"), embed_ray.Embedder,
+                                      spec, pool, journal_dir=rio.join(out, row_stage.JOURNAL_DIR),
+                                      settings=settings, verbose=job.verbose, label="embed")
+        fresh = execution.records
+        report.images_per_s = fresh.height / execution.run_s if execution.run_s > 0 else None
+    everything = row_stage.finish(embed_ray.STAGE, plan, fresh).filter(
+        pl.col("image_id").is_in(plan.rows["image_id"].implode()))
+    embedded = everything.select(pl.col("image_id").str.slice(0, 2).alias("_kind"), pl.col("image_id").str.slice(2),
+                                 "embedding", pl.col("embed_error").alias("error"))
+    gallery_done = embedded.filter(pl.col("_kind") == "g:").drop("_kind")
     if cached is None:
-        work = pl.concat([gallery.select(pl.col("image_id"), pl.col(gallery_column).alias("_uri"),
-                                         pl.lit(False).alias("_query")), work])
-    work = work.with_columns(pl.concat_str(pl.when(pl.col("_query")).then(pl.lit("q:")).otherwise(pl.lit("g:")),
-                                           "image_id").alias("_key"))
-    fresh = pl.DataFrame(schema={"image_id": pl.String, "embedding": pl.List(pl.Float32), "error": pl.String})
-    gallery_fresh = fresh
-    if work.height:
-        from reid_core.pipelines.console import configure_ray_data
-
-        init_ray(settings, verbose=job.verbose)
-        configure_ray_data(job.verbose)
-        spec = EmbedSpec(model.uri, settings, flip_tta=job.flip_tta, device="cuda" if job.num_gpus > 0 else "cpu")
-        journal = _journal_writer(out, model.uri, job.flip_tta)
-
-        def journal_queries(batch) -> None:  # as they come: a kill loses at most the batches in flight
-            own = pl.from_arrow(batch).filter(pl.col("image_id").str.starts_with("q:"))
-            if own.height:
-                journal(own.with_columns(pl.col("image_id").str.slice(2)).to_arrow())
-
-        started = time.perf_counter()
-        results = embed_with_ray(work.select(pl.col("_key").alias("image_id"), "_uri"), spec, uri_column="_uri",
-                                 actors=job.actors, batch_size=job.batch_size, num_cpus=job.num_cpus,
-                                 num_gpus=job.num_gpus, env=worker_env(), on_batch=journal_queries).results
-        report.images_per_s = work.height / (time.perf_counter() - started)
-        results = results.with_columns(pl.col("image_id").str.slice(0, 2).alias("_kind"),
-                                       pl.col("image_id").str.slice(2))
-        fresh = results.filter(pl.col("_kind") == "q:").drop("_kind")
-        gallery_fresh = results.filter(pl.col("_kind") == "g:").drop("_kind")
-    if cached is None:
-        cached = gallery.join(gallery_fresh.drop("error"), on="image_id", how="left").filter(
+        cached = gallery.join(gallery_done.drop("error"), on="image_id", how="left").filter(
             pl.col("embedding").is_not_null())
         report.gallery_left_out += gallery.height - cached.height
         gallery_cache.save(cached_at, cached.with_columns(pl.col(IDENTITY_COLUMN).cast(pl.String)))
     cached = cached.join(gallery.select("image_id", pl.col(gallery_column).alias("_uri")), on="image_id", how="left")
     report.gallery_images, report.gallery_individuals = cached.height, cached[IDENTITY_COLUMN].n_unique()
 
-    report.embedded = int(fresh["embedding"].is_not_null().sum())
-    embeddings = pl.concat([done, fresh], how="vertical_relaxed")
+    report.embedded = int(fresh.filter(pl.col("image_id").str.starts_with("q:"))["embedding"].is_not_null().sum())
+    embeddings = embedded.filter(pl.col("_kind") == "q:").drop("_kind")
     queries = queries.join(embeddings, on="image_id", how="left", maintain_order="left").with_columns(
         pl.coalesce("_error", "error", pl.when(pl.col("embedding").is_null()).then(pl.lit("not embedded")))
         .alias("_error")).drop("error")

@@ -23,7 +23,7 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -39,15 +39,14 @@ from reid_core.parts.render import DEFAULT_SIZE, MIN_VISIBILITY, PartMaskError, 
 from reid_core.parts.schemes import SCHEMES, scheme_for
 from reid_core.pipelines import row_stage
 from reid_core.pipelines.ray_runtime import worker_env
-from reid_core.pipelines.row_stage import JOURNAL_DIR, fs_for
+from reid_core.pipelines.row_stage import CONFIG, fs_for
 from reid_core.segmentation.masking import mask_from_png, masked_box, masking_of
 from reid_core.settings import Settings
 
 KEYPOINT_COLUMN = "keypoints"  # the default source: the ATRW adapter's column
 PARTS_COLUMNS = tuple(mf.PARTS_SCHEMA)
-_INTERNAL = ("_parts_target", "_parts_config", "_keypoints", "_keypoints_error", "_done", "_selected")
 _SEG_INPUTS = ("mask_uri", "seg_status", "seg_error", "seg_config")
-_WORKER_COLUMNS = ("image_id", *_SEG_INPUTS, "_parts_target", "_parts_config", "_keypoints", "_keypoints_error")
+_WORKER_COLUMNS = ("image_id", *_SEG_INPUTS, "_parts_target", CONFIG, "_keypoints", "_keypoints_error")
 
 RESULT_SCHEMA = pa.schema([
     ("image_id", pa.string()),
@@ -58,6 +57,9 @@ RESULT_SCHEMA = pa.schema([
     ("parts_seconds", pa.float64()),  # read + render + write, per row
     ("parts_time", pa.float64()),  # unix time the record was made: the latest record of a row wins
 ])
+STAGE = row_stage.Stage(name="part masks", schema=RESULT_SCHEMA, status="parts_status", error="parts_error",
+                        config="parts_config", time="parts_time", merged=mf.PARTS_SCHEMA,
+                        targets={"parts_uri": "_parts_target"}, files=("_parts_target",))
 
 
 @dataclass(frozen=True)
@@ -98,37 +100,13 @@ class PartMaskJob:
 
 
 @dataclass
-class PartMaskReport:
-    output: str
-    manifest_out: str
-    rows: int
-    selected: int
-    skipped: int
-    to_process: int
-    processed: int = 0
-    failed: int = 0
-    statuses: dict = field(default_factory=dict)
-    stale_temp_files_removed: int = 0
-    ray_init_s: float = 0.0
-    run_s: float = 0.0
-    images_per_s: float | None = None
-    failures: list = field(default_factory=list)  # (image_id, error), the first few
-    notes: list = field(default_factory=list)
-    dry_run: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+class PartMaskReport(row_stage.StageReport):
+    pass
 
 
 @dataclass
-class Plan:
-    rows: pl.DataFrame  # the input manifest plus the _INTERNAL columns
-    todo: pl.DataFrame
-    previous: pl.DataFrame  # journal records still backed by files (or failed)
-    foreign: pl.DataFrame  # journal records of image ids this manifest does not have: kept as they are
-    journal_files: list[str]
-    mapping: KeypointMapping
-    report: PartMaskReport
+class Plan(row_stage.Plan):
+    mapping: KeypointMapping | None = None  # the mapping read once, shipped to the actors
 
 
 def _schemes(df: pl.DataFrame, job: PartMaskJob, mapping: KeypointMapping) -> pl.Expr:
@@ -161,38 +139,13 @@ def make_plan(job: PartMaskJob, filesystem: pafs.FileSystem | None = None, *, cl
                          "reid_keypoints_*.json or a COCO keypoint file) or --keypoints COLUMN")
     keypoints = keypoints_for_rows(df, list(job.sources()), mapping, job.min_visibility, filesystem)
     configs = {name: job.config(mapping, name, df.columns) for name in df.select(scheme.alias("s"))["s"].unique().to_list()}
+    columns = df.columns
     df = pl.concat([df, keypoints], how="horizontal").with_columns(
         row_stage.target(output, "parts", "png").alias("_parts_target"),
-        scheme.replace_strict(configs, return_dtype=pl.String).alias("_parts_config"),
-        selected.alias("_selected"))
+        scheme.replace_strict(configs, return_dtype=pl.String).alias(CONFIG))
     row_stage.refuse_clashes(df, "_parts_target")
-
-    fs, files = row_stage.list_files(output, filesystem)
-    stale = row_stage.remove_temp_files(fs, files, remove=clean)
-    existing = set(files) - set(stale)
-    records, journal_files = row_stage.read_journal(
-        output, RESULT_SCHEMA, "parts_time", filesystem, files=row_stage.journal_files(output, filesystem, list(existing)))
-    on_disk = pl.Series("_file", [p in existing for p in row_stage.stripped(df["_parts_target"].to_list(), output)])
-    joined = df.select("image_id", "_parts_target", "_parts_config").with_columns(on_disk).join(
-        records, on="image_id", how="left", maintain_order="left")
-    joined = joined.with_columns(((pl.col("parts_status") == "ok").fill_null(False) & pl.col("_file")
-                                  & (pl.col("parts_uri") == pl.col("_parts_target")).fill_null(False)).alias("_done"))
-    df = df.with_columns(joined["_done"])
-    # Earlier records the output still backs: finished rows with their files, and failures.
-    previous = joined.filter(pl.col("_done") | (pl.col("parts_status") == "failed").fill_null(False)).select(
-        records.columns)
-
-    todo = df.filter(pl.col("_selected") & ~pl.col("_done"))
-    skipped = joined.filter(df["_selected"] & df["_done"])
-    report = PartMaskReport(output=output, manifest_out=manifest_out, rows=len(df), selected=int(df["_selected"].sum()),
-                            skipped=len(skipped), to_process=len(todo),
-                            stale_temp_files_removed=len(stale) if clean else 0)
-    other = skipped.filter(pl.col("parts_config") != pl.col("_parts_config"))
-    if len(other):
-        report.notes.append(f"{len(other)} finished rows skipped were made with other settings "
-                            f"({other['parts_config'][0]}); delete them or choose another --output to redo them")
-    foreign = records.filter(~pl.col("image_id").is_in(df["image_id"].implode()))
-    return Plan(df, todo, previous, foreign, journal_files, mapping, report)
+    plan = row_stage.plan(STAGE, df, columns, output, selected=selected, filesystem=filesystem, clean=clean)
+    return Plan(**vars(plan), mapping=mapping)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,7 +158,6 @@ class WorkerSpec:
     size: int
     min_visibility: float
     io_threads: int
-    journal_dir: str
     filesystem: pafs.FileSystem | None = None  # for s3:// URIs; None: from the settings
 
 
@@ -246,7 +198,7 @@ class PartMaskWorker:
     def _row(self, row: dict) -> dict:
         started = time.perf_counter()
         record = {"image_id": row["image_id"], "parts_uri": None, "parts_status": "failed", "parts_error": None,
-                  "parts_config": row["_parts_config"]}
+                  "parts_config": row[CONFIG]}
         try:
             if row["_keypoints"] is None:
                 raise PartMaskError(row["_keypoints_error"] or "no keypoints")
@@ -260,14 +212,10 @@ class PartMaskWorker:
         except Exception as error:  # anything else is recorded too: the job goes on
             record["parts_error"] = f"{type(error).__name__}: {error}"
         record["parts_seconds"] = time.perf_counter() - started
-        record["parts_time"] = time.time()
         return record
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        records = list(self.pool.map(self._row, batch.to_pylist()))
-        table = pa.Table.from_pylist(records, schema=RESULT_SCHEMA)
-        row_stage.write_journal_part(self.spec.journal_dir, table, self.spec.filesystem)
-        return table
+    def __call__(self, rows: list[dict]) -> list[dict]:
+        return list(self.pool.map(self._row, rows))  # the template journals them, after the files
 
 
 # --------------------------------------------------------------------------------------------------
@@ -275,37 +223,17 @@ class PartMaskWorker:
 
 
 def _execute(job: PartMaskJob, plan: Plan, filesystem: pafs.FileSystem | None, settings: Settings,
-             verbose: bool) -> pl.DataFrame:
-    from reid_core.pipelines import console
-    from reid_core.pipelines.ray_runtime import init_ray
-
-    report = plan.report
-    started = time.perf_counter()
-    init_ray(settings, verbose=verbose)
-    console.configure_ray_data(verbose)
-    report.ray_init_s = time.perf_counter() - started
+             verbose: bool) -> row_stage.Execution:
+    s3 = rio.is_s3(plan.output) or rio.is_s3(job.manifest)
     spec = WorkerSpec(mapping=plan.mapping, size=job.size, min_visibility=job.min_visibility,
-                      io_threads=job.io_threads, journal_dir=rio.join(report.output, JOURNAL_DIR),
-                      filesystem=filesystem if rio.is_s3(report.output) or rio.is_s3(job.manifest) else None)
+                      io_threads=job.io_threads, filesystem=filesystem if s3 else None)
     # A manifest need not come from segment.py: its columns the actors read are null where absent.
     rows = row_stage.with_columns_of(plan.todo, {c: mf.SEGMENTATION_SCHEMA[c] for c in _SEG_INPUTS})
-    table = rows.select(_WORKER_COLUMNS).to_arrow(compat_level=pl.CompatLevel.oldest())
-    batches = row_stage.map_rows(table, PartMaskWorker, spec, batch_size=job.batch_size, actors=job.actors,
-                                 num_cpus=job.num_cpus, env=worker_env() | dict(job.worker_env))
-    results, failed = [], 0
-    execution = time.perf_counter()
-    with console.Progress(f"part masks {plan.mapping.name}", table.num_rows, "images") as progress:
-        for batch in batches:
-            results.append(batch)
-            failed += batch.column("parts_status").to_pylist().count("failed")
-            progress.advance(batch.num_rows, failed=failed)
-        progress.close(f"{progress.done} images, {failed} failed")
-    report.run_s = time.perf_counter() - execution
-    records = pl.from_arrow(pa.concat_tables(results)) if results else pl.from_arrow(RESULT_SCHEMA.empty_table())
-    report.processed = len(records)
-    if report.run_s > 0 and report.processed:
-        report.images_per_s = report.processed / report.run_s
-    return records
+    pool = row_stage.Pool(actors=job.actors, batch_size=job.batch_size, num_cpus=job.num_cpus,
+                          env=worker_env() | dict(job.worker_env))
+    return row_stage.execute(STAGE, rows.select(_WORKER_COLUMNS), PartMaskWorker, spec, pool,
+                             journal_dir=rio.join(plan.output, row_stage.JOURNAL_DIR), filesystem=spec.filesystem,
+                             settings=settings, verbose=verbose, label=f"part masks {plan.mapping.name}")
 
 
 def run(job: PartMaskJob, *, filesystem: pafs.FileSystem | None = None, settings: Settings | None = None,
@@ -313,22 +241,11 @@ def run(job: PartMaskJob, *, filesystem: pafs.FileSystem | None = None, settings
     """Make the part masks of the selected rows not done yet; write them and the updated manifest."""
     settings = settings or Settings.from_env()
     plan = make_plan(job, filesystem, clean=not dry_run)
-    report = plan.report
-    report.dry_run = dry_run
+    report = PartMaskReport.of(plan, dry_run=dry_run)
     if dry_run:
         return report
-    fresh = (_execute(job, plan, filesystem, settings, verbose) if len(plan.todo)
-             else pl.from_arrow(RESULT_SCHEMA.empty_table()))
-    everything = pl.concat([plan.previous, fresh], how="diagonal_relaxed") if len(plan.previous) else fresh
-    everything = row_stage.latest(everything, "parts_time")
-    original = plan.rows.select([c for c in plan.rows.columns if c not in _INTERNAL])
-    updated = mf.check(row_stage.merge_records(original, everything, mf.PARTS_SCHEMA, "parts_time"),
-                       source=report.manifest_out, disjoint=())
-    mf.write(updated, report.manifest_out, filesystem=fs_for(report.manifest_out, filesystem))
-    row_stage.compact_journal(report.output, pl.concat([plan.foreign, everything], how="diagonal_relaxed"),
-                              plan.journal_files, filesystem)
-    report.statuses = dict(sorted(fresh.group_by("parts_status").len().iter_rows())) if len(fresh) else {}
-    report.failed = report.statuses.get("failed", 0)
-    failures = fresh.filter(pl.col("parts_status") == "failed")
-    report.failures = [list(r) for r in failures.select("image_id", "parts_error").head(10).iter_rows()]
+    execution = _execute(job, plan, filesystem, settings, verbose) if plan.todo.height else None
+    fresh = execution.records if execution else STAGE.empty()
+    row_stage.finish(STAGE, plan, fresh, filesystem)
+    report.add_run(STAGE, fresh, execution)
     return report

@@ -13,7 +13,7 @@ writes, per image id:
 Every file is written atomically (write-then-rename locally, one PUT on S3). A row is *done* when its
 journal record says ok / fallback / flagged and both image files exist; a rerun skips done rows, redoes
 rows that a killed run left half-written (a mask without its masked image, images without a record)
-and retries failed ones. Temporary files left by a kill are removed at the start of the next run. At the
+and retries failed ones (the plan, journal, actor pool and merge are ``row_stage``'s template). Temporary files left by a kill are removed at the start of the next run. At the
 end the updated manifest (``mask_uri``, ``masked_uri``, ``seg_method``, ``seg_status``, ``seg_error``;
 every other column and the row order kept) is written to ``<output>/manifest.parquet`` and the journal
 is compacted into one file. Two runs must not write to the same output at the same time.
@@ -21,8 +21,6 @@ is compacted into one file. Two runs must not write to the same output at the sa
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import os
 import time
@@ -40,7 +38,8 @@ from reid_core.data import files as rio
 from reid_core.data import manifest as mf
 from reid_core.pipelines import row_stage
 from reid_core.pipelines.ray_runtime import worker_env
-from reid_core.pipelines.row_stage import JOURNAL_DIR, fs_for, output_name  # noqa: F401 (callers import output_name here)
+from reid_core.pipelines.row_stage import CONFIG, fs_for, output_name  # noqa: F401 (callers import output_name here)
+from reid_core.segmentation import registry
 from reid_core.segmentation.masking import MaskingConfig, apply_mask, mask_from_png, mask_to_png
 from reid_core.segmentation.quality import mask_iou
 from reid_core.settings import Settings
@@ -49,7 +48,6 @@ DEFAULT_METHOD = "sam+isnet"
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's own warning threshold
 DONE_STATUSES = ("ok", "fallback", "flagged")
 SEG_COLUMNS = tuple(mf.SEGMENTATION_SCHEMA)
-_INTERNAL = ("_mask_target", "_masked_target", "_done", "_selected")  # plan columns, never written
 
 RESULT_SCHEMA = pa.schema([
     ("image_id", pa.string()),
@@ -65,6 +63,10 @@ RESULT_SCHEMA = pa.schema([
     ("seg_config", pa.string()),  # the settings that produced the row (method, options, masking)
     ("seg_time", pa.float64()),  # unix time the record was made: the latest record of a row wins
 ])
+STAGE = row_stage.Stage(
+    name="segment", schema=RESULT_SCHEMA, status="seg_status", error="seg_error", config="seg_config",
+    time="seg_time", merged=mf.SEGMENTATION_SCHEMA, done_statuses=DONE_STATUSES,
+    targets={"mask_uri": "_mask_target", "masked_uri": "_masked_target"}, files=("_mask_target", "_masked_target"))
 
 
 class ImageTooLarge(ValueError):
@@ -160,32 +162,11 @@ class SegmentJob:
 
 
 @dataclass
-class SegmentReport:
-    output: str
-    manifest_out: str
-    rows: int
-    selected: int
-    skipped: int
-    to_process: int
-    processed: int = 0
-    failed: int = 0
-    statuses: dict = field(default_factory=dict)
-    converted: dict = field(default_factory=dict)
-    iou_mean: float | None = None
+class SegmentReport(row_stage.StageReport):
+    converted: dict = field(default_factory=dict)  # what decoding converted, e.g. {"CMYK->RGB": 2}
+    iou_mean: float | None = None  # against the reference masks, where the manifest has them
     iou_min: float | None = None
     iou_rows: int = 0
-    stale_temp_files_removed: int = 0
-    ray_init_s: float = 0.0
-    first_batch_s: float | None = None  # from the start of execution (actor start-up included)
-    run_s: float = 0.0
-    images_per_s: float | None = None
-    images_per_s_after_first_batch: float | None = None
-    failures: list = field(default_factory=list)  # (image_id, error), the first few
-    notes: list = field(default_factory=list)
-    dry_run: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def read_journal(output: str, filesystem: pafs.FileSystem | None = None,
@@ -194,17 +175,7 @@ def read_journal(output: str, filesystem: pafs.FileSystem | None = None,
     return row_stage.read_journal(output, RESULT_SCHEMA, "seg_time", filesystem, files)
 
 
-@dataclass
-class Plan:
-    rows: pl.DataFrame  # the input manifest plus _mask_target, _masked_target, _selected, _done
-    todo: pl.DataFrame
-    previous: pl.DataFrame  # journal records still backed by files (or failed)
-    foreign: pl.DataFrame  # journal records of image ids this manifest does not have: kept as they are
-    journal_files: list[str]
-    report: SegmentReport
-
-
-def make_plan(job: SegmentJob, filesystem: pafs.FileSystem | None = None, *, clean: bool = True) -> Plan:
+def make_plan(job: SegmentJob, filesystem: pafs.FileSystem | None = None, *, clean: bool = True) -> row_stage.Plan:
     """Read the manifest and the output folder; decide what this run does. ``clean`` removes the
     temporary files a killed run left (a dry run leaves everything as it is)."""
     output, manifest_out = job.output_dir(), job.manifest_out()
@@ -215,49 +186,15 @@ def make_plan(job: SegmentJob, filesystem: pafs.FileSystem | None = None, *, cle
     df = mf.read(job.manifest, filesystem=fs_for(job.manifest, filesystem), validate_kwargs={"disjoint": ()})
     df = row_stage.with_columns_of(df, mf.SEGMENTATION_SCHEMA)
     row_stage.check_species(df, job.species, job.manifest)
-
+    columns = df.columns
     ext = "jpg" if job.masked_format == "jpg" else "png"
     df = df.with_columns(row_stage.target(output, "masks", "png").alias("_mask_target"),
-                         row_stage.target(output, "masked", ext).alias("_masked_target"))
+                         row_stage.target(output, "masked", ext).alias("_masked_target"),
+                         pl.lit(job.config()).alias(CONFIG))
     row_stage.refuse_clashes(df, "_mask_target")
-
-    fs, files = row_stage.list_files(output, filesystem)
-    stale = row_stage.remove_temp_files(fs, files, remove=clean)
-    existing = set(files) - set(stale)
-    records, journal_files = read_journal(output, filesystem,
-                                          files=row_stage.journal_files(output, filesystem, list(existing)))
-
-    mask_paths = row_stage.stripped(df["_mask_target"].to_list(), output)
-    masked_paths = row_stage.stripped(df["_masked_target"].to_list(), output)
-    files_ok = pl.Series("_files", [m in existing and k in existing
-                                    for m, k in zip(mask_paths, masked_paths, strict=True)])
-    df = df.with_columns(files_ok)
-    joined = df.select("image_id", "_mask_target", "_masked_target", "_files").join(
-        records, on="image_id", how="left", maintain_order="left")
-    joined = joined.with_columns(
-        (pl.col("seg_status").is_in(DONE_STATUSES).fill_null(False) & pl.col("_files")
-         & (pl.col("mask_uri") == pl.col("_mask_target")).fill_null(False)
-         & (pl.col("masked_uri") == pl.col("_masked_target")).fill_null(False)).alias("_done"))
-    selected = pl.col("species").is_in(list(job.species)) if job.species else pl.lit(True)
-    df = df.with_columns(joined["_done"], selected.alias("_selected")).drop("_files")
-    # Earlier records the output still backs: finished rows with their files, and failures.
-    previous = joined.filter(pl.col("_done") | (pl.col("seg_status") == "failed").fill_null(False)).select(
-        records.columns)
-
-    candidates = df.filter(pl.col("_selected") & ~pl.col("_done"))
-    todo = candidates.head(job.limit) if job.limit is not None else candidates
-    skipped = df.filter(pl.col("_selected") & pl.col("_done"))
-    report = SegmentReport(output=output, manifest_out=manifest_out, rows=len(df),
-                           selected=int(df["_selected"].sum()), skipped=len(skipped), to_process=len(todo),
-                           stale_temp_files_removed=len(stale) if clean else 0)
-    config = job.config()
-    other = skipped.join(previous.select("image_id", "seg_config"), on="image_id", how="left").filter(
-        pl.col("seg_config") != config)
-    if len(other):
-        report.notes.append(f"{len(other)} finished rows skipped were made with other settings "
-                            f"({other['seg_config'][0]}); delete them or choose another --output to redo them")
-    foreign = records.filter(~pl.col("image_id").is_in(df["image_id"].implode()))
-    return Plan(df, todo, previous, foreign, journal_files, report)
+    selected = pl.col("species").is_in(list(job.species)) if job.species else None
+    return row_stage.plan(STAGE, df, columns, output, selected=selected, limit=job.limit, filesystem=filesystem,
+                          clean=clean)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -274,50 +211,18 @@ class WorkerSpec:
     quality: bool
     ref_column: str
     io_threads: int
-    journal_dir: str
     config: str
     filesystem: pafs.FileSystem | None = None  # for s3:// URIs; None: from the settings
 
 
 def build(method: str, options: dict):
     """A segmenter from a registered name, or from ``package.module:builder`` (your own code)."""
-    if ":" in method:
-        module, _, attr = method.partition(":")
-        return getattr(importlib.import_module(module), attr)(**options)
-    from reid_core.segmentation.factory import build_segmenter
-
-    return build_segmenter(method, options)
-
-
-def _signature(method: str) -> inspect.Signature | None:
-    """The builder's signature (None where it cannot be had), read without building anything."""
-    try:
-        if ":" in method:
-            module, _, attr = method.partition(":")
-            builder = getattr(importlib.import_module(module), attr)
-        else:
-            from reid_core.segmentation import factory
-
-            builder = factory.builder(method)
-        return inspect.signature(builder)
-    except (ImportError, AttributeError, KeyError, TypeError, ValueError):
-        return None
-
-
-def _accepts(method: str, parameter: str) -> bool:
-    signature = _signature(method)
-    return signature is not None and parameter in signature.parameters
+    return registry.build_segmenter(method, options)
 
 
 def check_options(method: str, options: dict) -> None:
-    """Refuse options the builder cannot take before any actor starts (a typo would fail every actor)."""
-    signature = _signature(method)
-    if signature is None or any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-        return
-    unknown = sorted(set(options) - set(signature.parameters))
-    if unknown:
-        raise ValueError(f"segmenter {method!r} takes no option {', '.join(unknown)}; "
-                         f"it takes: {', '.join(signature.parameters) or 'none'}")
+    """Refuse options the segmenter cannot take before any actor starts (a typo would fail every actor)."""
+    registry.parse_options(method, options)
 
 
 class SegmentWorker:
@@ -387,8 +292,7 @@ class SegmentWorker:
             record.update(seg_status="failed", seg_error=f"{type(error).__name__}: {error}")
             return record, None
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
+    def __call__(self, rows: list[dict]) -> list[dict]:
         blobs = self.pool.map(self._read, rows)  # reads run ahead of segmentation
         records, writes = [], []
         for row, data in zip(rows, blobs, strict=True):
@@ -404,87 +308,30 @@ class SegmentWorker:
                 except Exception as error:
                     record.update(seg_status="failed", seg_error=f"{type(error).__name__}: {error}",
                                   mask_uri=None, masked_uri=None)
-            record["seg_time"] = time.time()
-        table = pa.Table.from_pylist(records, schema=RESULT_SCHEMA)
-        row_stage.write_journal_part(self.spec.journal_dir, table, self.spec.filesystem)
-        return table
+        return records  # the template journals them, after the files
 
 
 # --------------------------------------------------------------------------------------------------
 # The driver
 
 
-def _check_gpus(job: SegmentJob, settings: Settings) -> str | None:
-    import ray
-
-    if job.num_gpus <= 0:
-        return None
-    available = ray.cluster_resources().get("GPU", 0)
-    if available >= job.num_gpus:
-        return None
-    message = (f"{job.num_gpus} GPU per actor requested, the Ray cluster has {available}: "
-               "run without --num-gpus, or on a cluster with GPUs")
-    if not (settings.ray_address or os.environ.get("RAY_JOB_ID")):
-        raise RuntimeError(message)
-    return message + " (waiting for the autoscaler)"
-
-
-def _execute(job: SegmentJob, plan: Plan, filesystem: pafs.FileSystem | None, settings: Settings,
-             verbose: bool = False) -> pl.DataFrame:
-    from reid_core.pipelines import console
-    from reid_core.pipelines.ray_runtime import init_ray
-
-    report = plan.report
-    started = time.perf_counter()
-    init_ray(settings, verbose=verbose)
-    console.configure_ray_data(verbose)
-    report.ray_init_s = time.perf_counter() - started
-    note = _check_gpus(job, settings)
-    if note:
-        report.notes.append(note)
+def _execute(job: SegmentJob, plan: row_stage.Plan, filesystem: pafs.FileSystem | None, settings: Settings,
+             verbose: bool = False) -> row_stage.Execution:
     options = dict(job.options)
-    if job.num_gpus > 0 and "device" not in options and _accepts(job.method, "device"):
+    if job.num_gpus > 0 and "device" not in options and "device" in (registry.option_names(job.method) or ()):
         options["device"] = "cuda"
-    output = job.output_dir()
+    s3 = rio.is_s3(plan.output) or rio.is_s3(job.manifest)
     spec = WorkerSpec(method=job.method, options=options, masking=job.masking, max_pixels=job.max_pixels,
                       masked_format=job.masked_format, quality=job.quality, ref_column=job.ref_column,
-                      io_threads=job.io_threads, journal_dir=rio.join(output, JOURNAL_DIR), config=job.config(),
-                      filesystem=filesystem if rio.is_s3(output) or rio.is_s3(job.manifest) else None)
+                      io_threads=job.io_threads, config=job.config(), filesystem=filesystem if s3 else None)
     # Actors attached to a running Ray do not see this shell's variables: pass the S3 endpoint on.
-    env = worker_env() | dict(job.worker_env)
+    pool = row_stage.Pool(actors=job.actors, batch_size=job.batch_size, num_cpus=job.num_cpus,
+                          num_gpus=job.num_gpus, env=worker_env() | dict(job.worker_env))
     # The whole row goes to the segmenter (some need more than pixels), less the old segmentation values.
     keep = [c for c in plan.todo.columns if c not in SEG_COLUMNS and c not in ("_done", "_selected")]
-    table = plan.todo.select(keep).to_arrow(compat_level=pl.CompatLevel.oldest())
-    batches = row_stage.map_rows(table, SegmentWorker, spec, batch_size=job.batch_size, actors=job.actors,
-                                 num_cpus=job.num_cpus, num_gpus=job.num_gpus, env=env)
-    results, first, processed_at_first, failed = [], None, 0, 0
-    execution = time.perf_counter()
-    progress = console.Progress(f"segment {job.method}", table.num_rows, "images")
-    with progress:
-        for batch in batches:
-            results.append(batch)
-            if first is None:
-                first = time.perf_counter() - execution
-                processed_at_first = batch.num_rows
-            failed += sum(1 for status in batch.column("seg_status").to_pylist() if status == "failed")
-            progress.advance(batch.num_rows, failed=failed)
-        progress.close(f"{progress.done} images, {failed} failed")
-    report.run_s = time.perf_counter() - execution
-    report.first_batch_s = first
-    records = pl.from_arrow(pa.concat_tables(results)) if results else pl.from_arrow(RESULT_SCHEMA.empty_table())
-    report.processed = len(records)
-    if report.run_s > 0 and report.processed:
-        report.images_per_s = report.processed / report.run_s
-        after = report.run_s - (first or 0)
-        if after > 0 and report.processed > processed_at_first:
-            report.images_per_s_after_first_batch = (report.processed - processed_at_first) / after
-    return records
-
-
-def merge(rows: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
-    """The input manifest with the records' segmentation columns; rows without a record keep theirs."""
-    original = rows.select([c for c in rows.columns if c not in _INTERNAL])
-    return row_stage.merge_records(original, records, mf.SEGMENTATION_SCHEMA, "seg_time")
+    return row_stage.execute(STAGE, plan.todo.select(keep), SegmentWorker, spec, pool,
+                             journal_dir=rio.join(plan.output, row_stage.JOURNAL_DIR), filesystem=spec.filesystem,
+                             settings=settings, verbose=verbose, label=f"segment {job.method}")
 
 
 def run(job: SegmentJob, *, filesystem: pafs.FileSystem | None = None, settings: Settings | None = None,
@@ -492,27 +339,15 @@ def run(job: SegmentJob, *, filesystem: pafs.FileSystem | None = None, settings:
     """Segment the selected rows that are not done yet; write the outputs and the updated manifest."""
     settings = settings or Settings.from_env()
     plan = make_plan(job, filesystem, clean=not dry_run)
-    report = plan.report
-    report.dry_run = dry_run
+    report = SegmentReport.of(plan, dry_run=dry_run)
     if dry_run:
         return report
-    if len(plan.todo):
-        fresh = _execute(job, plan, filesystem, settings, verbose)
-    else:
-        fresh = pl.from_arrow(RESULT_SCHEMA.empty_table())
-    everything = pl.concat([plan.previous, fresh], how="diagonal_relaxed") if len(plan.previous) else fresh
-    everything = row_stage.latest(everything, "seg_time")
-    updated = mf.check(merge(plan.rows, everything), source=report.manifest_out, disjoint=())
-    mf.write(updated, report.manifest_out, filesystem=fs_for(report.manifest_out, filesystem))
-    row_stage.compact_journal(report.output, pl.concat([plan.foreign, everything], how="diagonal_relaxed"),
-                              plan.journal_files, filesystem)
-
-    report.statuses = dict(sorted(fresh.group_by("seg_status").len().iter_rows())) if len(fresh) else {}
-    report.failed = report.statuses.get("failed", 0)
+    execution = _execute(job, plan, filesystem, settings, verbose) if plan.todo.height else None
+    fresh = execution.records if execution else STAGE.empty()
+    everything = row_stage.finish(STAGE, plan, fresh, filesystem)
+    report.add_run(STAGE, fresh, execution)
     converted = fresh.filter(pl.col("seg_converted").is_not_null())
     report.converted = dict(sorted(converted.group_by("seg_converted").len().iter_rows())) if len(converted) else {}
-    failures = fresh.filter(pl.col("seg_status") == "failed")
-    report.failures = [list(r) for r in failures.select("image_id", "seg_error").head(10).iter_rows()]
     ious = everything.join(plan.rows.select("image_id"), on="image_id")["seg_iou"].drop_nulls()
     if len(ious):
         report.iou_mean, report.iou_min, report.iou_rows = float(ious.mean()), float(ious.min()), len(ious)

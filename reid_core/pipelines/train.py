@@ -167,6 +167,18 @@ def run_training(
     return outcome
 
 
+def trainer(*, workers: int, settings: Settings, max_failures: int = 2, verbose: bool = False,
+            show_progress: bool = True):
+    """``run_training`` as a ``lifecycle.train_and_register.Trainer`` (job, run name -> checkpoint folder):
+    how ``train_and_register`` trains on Ray Train (``workers >= 1``) or in-process with a progress bar."""
+
+    def run(job: TrainJob, run_name: str) -> Path:
+        return run_training(job, workers=workers, run_name=run_name, settings=settings, max_failures=max_failures,
+                            verbose=verbose, show_progress=show_progress).checkpoint_dir
+
+    return run
+
+
 class _draining:
     """While the block runs, a daemon thread hands what arrives on ``source`` (a Ray queue) to ``sink``;
     what is left when the block ends is handed over before it returns."""

@@ -4,7 +4,7 @@ Per species: one Optuna study, one MLflow parent run ("sweep"), every trial a ch
 and per-epoch metrics are logged from the Tune driver (one writer per store). Each trial is a full
 training: in-process (``workers_per_trial=0``) or DDP on Ray Train (``TorchTrainer`` reporting to Tune).
 The best trial is evaluated on the test split, logged as a model and registered with alias
-``candidate``.
+``candidate`` (``lifecycle.train_and_register.publish_checkpoint``, the command line's train's last step).
 
 Failures: a trial whose worker (or node) is lost is restarted from its last checkpoint, up to
 ``max_failures`` times (Tune's failure config). A killed driver is continued with ``resume=True``
@@ -29,8 +29,8 @@ from reid_core.engine.loop import TrainJob, check_job, load_species_rows, train,
 from reid_core.engine.ray_storage import StorageArgs, storage_args
 from reid_core.engine.session import TuneTrialSession
 from reid_core.lifecycle import sweep_record as records
-from reid_core.lifecycle.publish import publish
-from reid_core.lifecycle.restore import latest_checkpoint, restore
+from reid_core.lifecycle.restore import latest_checkpoint
+from reid_core.lifecycle.train_and_register import publish_checkpoint
 from reid_core.methods.registry import get_method
 from reid_core.methods.search_space import SearchSpace
 from reid_core.pipelines import console
@@ -286,10 +286,11 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
         tracking.end_run(parent, "FAILED", settings=settings)
         raise RuntimeError(f"every trial of the {species} sweep failed; first error: {results.errors[:1]}")
     best = results.get_best_result(metric=METRIC, mode="max", scope="last")
-    restored = restore(_best_checkpoint_dir(best, record.storage, settings))
+    # The best trial's child run (logged by the trial logger while it trained) carries its model.
     trial_run = tracking.child_runs(parent, settings=settings).filter(
         pl.col("tags.trial_id") == best.metrics["trial_id"])["run_id"][0]
-    published = publish(restored, rows, trial_run, species=species, tags=tags, use_masked=request.use_masked)
+    _, published = publish_checkpoint(_best_checkpoint_dir(best, record.storage, settings), rows, trial_run,
+                                      species=species, tags=tags, use_masked=request.use_masked, settings=settings)
     best_params = {k: best.config[k] for k in sorted(best.config)}
     tracking.log_metrics(parent, {**published.metrics, "best.val.mAP": float(best.metrics[METRIC]),
                                   "sweep_seconds": time.perf_counter() - started}, settings=settings)

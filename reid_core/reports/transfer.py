@@ -11,6 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
+from reid_core.reports.tables import markdown_table
+
 # Per test protocol, the columns the paper's Table A.5 shows (ATRW: mmAP and single/cross-camera R@1).
 PAPER_COLUMNS = {
     "atrw": (("mmAP", "mmAP"), ("rank1_single", "R@1(s)"), ("rank1_cross", "R@1(m)")),
@@ -30,15 +32,15 @@ def paper_table(table: pl.DataFrame) -> str:
     protocol = dict(zip(table["test_species"], table["protocol"], strict=True))
     columns = [(t, key, f"{t} {label}") for t in tests
                for key, label in PAPER_COLUMNS.get(protocol[t], PAPER_COLUMNS["default"])]
-    header = ["Training data", "Model", *(c[2] for c in columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---"] + ["---:"] * len(columns)) + "|"]
+    rows = []
     for train in dict.fromkeys(table["train_species"].to_list()):
-        rows = {r["test_species"]: r for r in table.filter(pl.col("train_species") == train).iter_rows(named=True)}
-        model = next(iter(rows.values()))["model"]
-        cells = [_pct(rows[t][key]) if t in rows else "-" for t, key, _ in columns]
-        lines.append("| " + " | ".join([train, model, *cells]) + " |")
+        cells = {r["test_species"]: r for r in table.filter(pl.col("train_species") == train).iter_rows(named=True)}
+        model = next(iter(cells.values()))["model"]
+        rows.append({"Training data": train, "Model": model,
+                     **{header: _pct(cells[t][key]) if t in cells else "-" for t, key, header in columns}})
     protocols = ", ".join(f"{t}: {protocol[t]}" for t in tests)
-    return "\n".join(lines) + f"\n\nValues in %; each test set scored with its own protocol ({protocols}).\n"
+    return (markdown_table(rows, right=[header for *_, header in columns])
+            + f"\n\nValues in %; each test set scored with its own protocol ({protocols}).\n")
 
 
 def changes(table: pl.DataFrame, previous_metrics: Mapping[str, float] | None,
@@ -68,15 +70,18 @@ def changes(table: pl.DataFrame, previous_metrics: Mapping[str, float] | None,
 
 
 def format_changes(delta: pl.DataFrame) -> str:
+    """The change per cell since the previous run, in percentage points ("new": a cell it lacked)."""
+
     def signed(value: float | None) -> str:
         return "new" if value is None else f"{100 * value:+.1f}"
 
-    lines = ["| train | test | mAP | change | rank-1 | change | model changed |", "|---|---|---:|---:|---:|---:|---|"]
-    for r in delta.iter_rows(named=True):
-        changed = "?" if r["model_changed"] is None else ("yes" if r["model_changed"] else "no")
-        lines.append(f"| {r['train_species']} | {r['test_species']} | {_pct(r['mAP'])} | {signed(r['delta_mAP'])} "
-                     f"| {_pct(r['rank1'])} | {signed(r['delta_rank1'])} | {changed} |")
-    return "\n".join(lines) + "\n\nValues and changes in percentage points.\n"
+    rows = [{"train": r["train_species"], "test": r["test_species"], "mAP": _pct(r["mAP"]),
+             "mAP change": signed(r["delta_mAP"]), "rank-1": _pct(r["rank1"]),
+             "rank-1 change": signed(r["delta_rank1"]),
+             "model changed": "?" if r["model_changed"] is None else ("yes" if r["model_changed"] else "no")}
+            for r in delta.iter_rows(named=True)]
+    table = markdown_table(rows, right=("mAP", "mAP change", "rank-1", "rank-1 change"))
+    return table + "\n\nValues and changes in percentage points.\n"
 
 
 def heatmap(table: pl.DataFrame, path: Path, title: str) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 
 @dataclass(frozen=True)
@@ -33,3 +35,18 @@ class Segmenter(Protocol):
     name: str
 
     def segment(self, image: np.ndarray, row: dict | None = None) -> SegmentationResult: ...
+
+
+class SegmenterOptions(BaseModel):
+    """A segmenter's options, typed: strings from ``--set key=value`` are coerced, unknown names refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class SegmenterSpec:
+    """What the registry lists per name: the options model and the builder that takes it (run once per
+    Ray actor, next to the GPU)."""
+
+    options: type[SegmenterOptions]
+    build: Callable[[SegmenterOptions], Segmenter]

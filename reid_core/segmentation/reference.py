@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from reid_core.data import files as io
-from reid_core.segmentation.base import SegmentationResult
-from reid_core.segmentation.factory import register
+from reid_core.segmentation.base import SegmentationResult, SegmenterOptions, SegmenterSpec
 from reid_core.segmentation.masking import mask_from_png
 
 
@@ -33,6 +32,8 @@ class ReferenceSegmenter:
         return SegmentationResult(mask, self.name)
 
 
-@register("reference")
-def build_reference(column: str = "ref_mask_uri") -> ReferenceSegmenter:
-    return ReferenceSegmenter(column)
+class ReferenceOptions(SegmenterOptions):
+    column: str = "ref_mask_uri"  # the manifest column holding each row's mask
+
+
+REFERENCE = SegmenterSpec(ReferenceOptions, lambda options: ReferenceSegmenter(options.column))

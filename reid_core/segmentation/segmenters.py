@@ -1,7 +1,7 @@
 """AER's background removal as a Segmenter: SAM proposals + a foreground model + a fusion criterion +
 a no-pass policy, with per-species presets. Registered as ``sam+isnet``, ``sam`` and ``isnet``.
 
-Options are plain keywords so they can come from ``--set key=value`` (strings are coerced):
+Options are typed (``FusionOptions``) and can come from ``--set key=value`` (strings are coerced):
 ``sam_checkpoint``, ``model_type`` (vit_h / vit_l / vit_b / tiny), ``isnet_model`` (local path or s3://
 URI each), ``device`` (auto / cpu / cuda), ``criterion``, ``theta``, ``sam_mode`` (automatic / prompted),
 ``preset`` (tiger / elephant / yak, or ``species`` for the row's species), ``policy`` (fallback / keep /
@@ -17,13 +17,13 @@ foreground_ratio, policy and scale (segmented height / original height).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from pydantic import field_validator
 
 from reid_core.segmentation import fusion
-from reid_core.segmentation.base import SegmentationResult
-from reid_core.segmentation.factory import register
+from reid_core.segmentation.base import SegmentationResult, SegmenterOptions, SegmenterSpec
 from reid_core.segmentation.foreground import ForegroundModel
 from reid_core.segmentation.resize import MAX_HEIGHT, MAX_WIDTH, downscale, resize_mask
 
@@ -161,67 +161,94 @@ def _stage(name: str, run, image: np.ndarray):
         raise _ModelError(f"{name}: {type(error).__name__}: {error}") from error
 
 
-def _as_bool(value) -> bool:
-    if isinstance(value, str):
-        if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
-            raise ValueError(f"expected true or false, got {value!r}")
-        return value.lower() in {"true", "1", "yes"}
-    return bool(value)
+# SamAutomaticMaskGenerator's parameters (read from segment-anything 1.0); unset ones keep SAM's defaults.
+GENERATOR_FIELDS = ("points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh",
+                    "stability_score_offset", "box_nms_thresh", "crop_n_layers", "crop_nms_thresh",
+                    "crop_overlap_ratio", "crop_n_points_downscale_factor", "min_mask_region_area")
 
 
-def _as_limit(value) -> int | None:
-    return None if value is None or str(value).lower() == "none" else int(value)
+class FusionOptions(SegmenterOptions):
+    """The options of ``sam+isnet``, ``sam`` and ``isnet`` (model files: local paths or s3:// URIs)."""
+
+    sam_checkpoint: str | None = None
+    model_type: str = "vit_h"  # vit_h / vit_l / vit_b / tiny
+    isnet_model: str | None = None
+    device: str = "auto"  # auto / cpu / cuda
+    criterion: str | None = None  # None: the segmenter's default (see PRESETS for the species' ones)
+    theta: float | None = None
+    sam_mode: Literal["automatic", "prompted"] = "automatic"
+    preset: str | None = None  # tiger / elephant / yak, or "species": the row's species
+    policy: str = "fallback"  # fallback / keep / flag: what a row gets when the criterion accepts nothing
+    min_foreground_ratio: float = 0.1
+    max_width: int | None = MAX_WIDTH
+    max_height: int | None = MAX_HEIGHT
+    isnet_mean: str = "aer"  # aer / dis
+    isnet_post_process: bool = True
+    isnet_threads: int | None = None  # onnxruntime's intra-op threads
+    cache_dir: str | None = None  # where s3:// model files are copied
+    points_per_side: int | None = None
+    points_per_batch: int | None = None
+    pred_iou_thresh: float | None = None
+    stability_score_thresh: float | None = None
+    stability_score_offset: float | None = None
+    box_nms_thresh: float | None = None
+    crop_n_layers: int | None = None
+    crop_nms_thresh: float | None = None
+    crop_overlap_ratio: float | None = None
+    crop_n_points_downscale_factor: int | None = None
+    min_mask_region_area: int | None = None
+
+    @field_validator("max_width", "max_height", "isnet_threads", "theta", "criterion", "preset", mode="before")
+    @classmethod
+    def _none_word(cls, value):
+        return None if isinstance(value, str) and value.lower() == "none" else value
+
+    def generator(self) -> dict:
+        """The SAM generator parameters given (SAM's defaults for the others)."""
+        return self.model_dump(include=set(GENERATOR_FIELDS), exclude_unset=True)
 
 
-def build(name: str, *, default_criterion: str, sam_checkpoint: str | None = None, model_type: str = "vit_h",
-          isnet_model: str | None = None, device: str = "auto", criterion: str | None = None,
-          theta: float | str | None = None, sam_mode: str = "automatic", preset: str | None = None,
-          policy: str = "fallback", min_foreground_ratio: float | str = 0.1,
-          max_width: int | str | None = MAX_WIDTH, max_height: int | str | None = MAX_HEIGHT,
-          isnet_mean: str = "aer", isnet_post_process: bool | str = True, isnet_threads: int | str | None = None,
-          cache_dir: str | None = None, **generator_options) -> ProposalFusionSegmenter:
+class SamOptions(FusionOptions):
+    policy: str = "flag"
+
+
+class IsnetOptions(FusionOptions):
+    policy: str = "flag"
+
+
+def build(name: str, default_criterion: str, options: FusionOptions) -> ProposalFusionSegmenter:
     """Load what the rules need and assemble the segmenter (runs once per Ray actor)."""
-    if preset not in (None, BY_SPECIES) and (criterion is not None or theta is not None):
-        raise ValueError(f"preset {preset!r} fixes the criterion and theta: pass either preset or criterion/theta")
-    rule = FusionRule(criterion or default_criterion, None if theta is None else float(theta), sam_mode)
-    rules = possible_rules(rule, preset)
+    o = options
+    if o.preset not in (None, BY_SPECIES) and (o.criterion is not None or o.theta is not None):
+        raise ValueError(f"preset {o.preset!r} fixes the criterion and theta: pass either preset or criterion/theta")
+    rule = FusionRule(o.criterion or default_criterion, o.theta, o.sam_mode)
+    rules = possible_rules(rule, o.preset)
     sam = None
     if any(r.needs_sam for r in rules):
         from reid_core.segmentation.sam import SamProposer, load_sam
 
-        sam = SamProposer(load_sam(model_type, sam_checkpoint, device, cache_dir=cache_dir), **generator_options)
-    elif generator_options:
-        raise ValueError(f"unknown option(s) {', '.join(sorted(generator_options))} for {name}")
+        sam = SamProposer(load_sam(o.model_type, o.sam_checkpoint, o.device, cache_dir=o.cache_dir), **o.generator())
+    elif o.generator():
+        raise ValueError(f"SAM generator option(s) {', '.join(sorted(o.generator()))} given to {name}, which runs "
+                         "no SAM with these settings")
     foreground = None
-    if isnet_model is not None or any(r.needs_foreground for r in rules):
-        if isnet_model is None:
+    if o.isnet_model is not None or any(r.needs_foreground for r in rules):
+        if o.isnet_model is None:
             needing = next(r.criterion for r in rules if r.needs_foreground)
             raise ValueError(f"criterion {needing} needs a foreground model: pass isnet_model=<path or s3:// URI> "
                              "(see reid_core/segmentation/foreground.py for the file)")
         from reid_core.segmentation.foreground import ISNetForeground
 
-        foreground = ISNetForeground(isnet_model, device, isnet_mean, _as_bool(isnet_post_process),
-                                     threads=None if isnet_threads is None else int(isnet_threads),
-                                     cache_dir=cache_dir)
-    return ProposalFusionSegmenter(name, rule, sam=sam, foreground=foreground, preset=preset, policy=policy,
-                                   min_foreground_ratio=float(min_foreground_ratio),
-                                   max_width=_as_limit(max_width), max_height=_as_limit(max_height))
+        foreground = ISNetForeground(o.isnet_model, o.device, o.isnet_mean, o.isnet_post_process,
+                                     threads=o.isnet_threads, cache_dir=o.cache_dir)
+    return ProposalFusionSegmenter(name, rule, sam=sam, foreground=foreground, preset=o.preset, policy=o.policy,
+                                   min_foreground_ratio=o.min_foreground_ratio, max_width=o.max_width,
+                                   max_height=o.max_height)
 
 
-@register("sam+isnet")
-def build_sam_isnet(*, device: str = "auto", **options) -> ProposalFusionSegmenter:
-    """AER's fusion; ``criterion`` defaults to largest_iou (tigers); see ``PRESETS`` for the others."""
-    # ``device`` is named so the pipeline can see (by signature) that the segmenter takes one.
-    return build("sam+isnet", default_criterion="largest_iou", device=device, **options)
-
-
-@register("sam")
-def build_sam_only(*, device: str = "auto", policy: str = "flag", **options) -> ProposalFusionSegmenter:
-    """SAM alone: the largest automatic mask, or the prompted one with ``sam_mode=prompted``."""
-    return build("sam", default_criterion="sam_only", device=device, policy=policy, **options)
-
-
-@register("isnet")
-def build_isnet_only(*, device: str = "auto", policy: str = "flag", **options) -> ProposalFusionSegmenter:
-    """The foreground model alone (AER's yak test set)."""
-    return build("isnet", default_criterion="foreground_only", device=device, policy=policy, **options)
+# AER's fusion: ``criterion`` defaults to largest_iou (tigers); see ``PRESETS`` for the others.
+SAM_ISNET = SegmenterSpec(FusionOptions, lambda options: build("sam+isnet", "largest_iou", options))
+# SAM alone: the largest automatic mask, or the prompted one with ``sam_mode=prompted``.
+SAM = SegmenterSpec(SamOptions, lambda options: build("sam", "sam_only", options))
+# The foreground model alone (AER's yak test set).
+ISNET = SegmenterSpec(IsnetOptions, lambda options: build("isnet", "foreground_only", options))

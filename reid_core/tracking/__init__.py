@@ -15,7 +15,7 @@ MLflow's fluent active-run state, so it is safe on a Ray Tune driver.
 """
 
 from reid_core.tracking.datasets import dataset_name, log_manifest_input, manifest_dataset
-from reid_core.tracking.models import load_model, log_reid_model, pip_requirements
+from reid_core.tracking.models import load_model, log_reid_model, model_metadata, pip_requirements
 from reid_core.tracking.promotion import move_production, production_version, rollback, tag_version
 from reid_core.tracking.provenance import data_version, git_commit, git_dirty, standard_tags
 from reid_core.tracking.queries import child_runs, latest_run, runs_frame
@@ -79,6 +79,7 @@ __all__ = [
     "log_table",
     "log_text",
     "log_trial_run",
+    "model_metadata",
     "model_uri",
     "move_production",
     "parse_registered_model_name",

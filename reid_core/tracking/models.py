@@ -120,3 +120,9 @@ def load_model(uri: str, settings: Settings | None = None) -> torch.nn.Module:
             raise ValueError(f"{uri} is not a torch.export (pt2) model (no {PT2_FILE}); re-log it with "
                              "reid_core.tracking.log_reid_model, which never pickles")
         return mlflow.pytorch.load_model(str(local))
+
+
+def model_metadata(uri: str, settings: Settings | None = None) -> dict[str, Any]:
+    """The metadata in a logged model's MLmodel file (``log_reid_model``'s ``metadata``); {} when none."""
+    configure(settings)
+    return dict(mlflow.models.get_model_info(uri).metadata or {})

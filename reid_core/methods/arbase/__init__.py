@@ -8,7 +8,8 @@ after it, 384 x 384 input with horizontal flip only, P x K batches, Adam + cosin
   is a shared-trunk simplification of MGN, documented there);
 - ``training.py``: the loss and the single ``main`` stage;
 - ``config.py``: every knob, with where its default comes from (paper or fast-reid);
-- ``method.py``: presets (``paper``, ``cpu``), search space, transforms, ``embed``.
+- ``recipe.py``: presets (``paper``, ``cpu``), search space, the lr schedule;
+- ``method.py``: transforms, ``embed``.
 
 Pretrained weights: ``pretrained=True`` takes timm's ImageNet ResNet-50, whose BN weights fill only the
 BN half of each IBN layer (the IN half starts at 1 / 0), so it is not the IBN-a ImageNet model the paper

@@ -1,6 +1,7 @@
 """ARBase's config: the paper's recipe where the OpenAnimals summary states it, fast-reid's defaults (the
 framework OpenAnimals builds on) where it is silent. Sections: input, backbone, batch, optim, schedule,
-losses. Every default below is the ``paper`` preset; the ``cpu`` preset is in ``method.py``.
+losses (the shared sections of ``methods.config`` with ARBase's defaults). Every default below is the
+``paper`` preset; the ``cpu`` preset and the search space are in ``recipe.py``.
 
 Sources, per entry:
 - paper (OpenAnimals, ICCV 2025, arXiv 2410.00204): 384 x 384 square input; horizontal flip p 0.5 only
@@ -17,34 +18,46 @@ Sources, per entry:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
-from reid_core.methods.config import MethodConfig, Section
+from reid_core.methods.config import (
+    AdamOptim,
+    Count,
+    Factor,
+    ImageSide,
+    MethodConfig,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PKBatch,
+    PositiveFloat,
+    Probability,
+    Section,
+    SquareInput,
+    TimmBackbone,
+    WarmupSchedule,
+)
 
 
-class Input(Section):
-    size: int = Field(384, ge=16)  # square H = W (paper: [384, 384] instead of person re-ID's [256, 128])
-    flip_p: float = Field(0.5, ge=0, le=1)  # paper: the only augmentation
-    pad: int = Field(0, ge=0)  # fast-reid's pad + random crop; 0 = off (paper: flip only)
-    erasing_p: float = Field(0.0, ge=0, le=1)  # random erasing; 0 = off (paper: it hurts on animals)
+class Input(SquareInput):
+    size: ImageSide = 384  # square H = W (paper: [384, 384] instead of person re-ID's [256, 128])
+    flip_p: Probability = 0.5  # paper: the only augmentation
+    pad: NonNegativeInt = 0  # fast-reid's pad + random crop; 0 = off (paper: flip only)
+    erasing_p: Probability = 0.0  # random erasing; 0 = off (paper: it hurts on animals)
 
 
-class Backbone(Section):
+class Backbone(TimmBackbone):
     name: str = "resnet50"  # timm name of a ResNet-family model (Bottleneck or BasicBlock)
-    # None: random init; True: the timm hub's default ImageNet weights (the paper's preset: they fill the
-    # convs and the BN half of every IBN layer, the IN half starts at weight 1 / bias 0); a hub name; or
-    # a local path / s3:// URI of a state_dict, either a plain timm ResNet's (loaded like the hub's) or an
-    # IBN-a one with ``...bn1.IN.*`` / ``...bn1.BN.*`` keys (XingangPan/IBN-Net's resnet50_ibn_a, or one
-    # of these trunks), loaded as is.
-    pretrained: str | bool | None = True
-    kwargs: dict[str, Any] = Field(default_factory=dict)  # extra timm.create_model kwargs
+    # pretrained: True (the paper's preset) loads the timm hub's default ImageNet weights into the convs and
+    # the BN half of every IBN layer, the IN half starts at weight 1 / bias 0; a local path / s3:// URI may
+    # hold a plain timm ResNet's state_dict (loaded like the hub's) or an IBN-a one with ``...bn1.IN.*`` /
+    # ``...bn1.BN.*`` keys (XingangPan/IBN-Net's resnet50_ibn_a, or one of these trunks), loaded as is.
     ibn: bool = True  # IBN-a in layer1..layer3 (paper; False: the "w/o IBN" ablation)
     ibn_ratio: float = Field(0.5, gt=0, lt=1)  # share of bn1's channels that get InstanceNorm (IBN-Net)
     last_stride: Literal[1, 2] = 1  # layer4's stride (paper: 1)
     parts: tuple[int, ...] = (2, 3)  # horizontal-stripe branches besides the global one; () = "w/o MB"
-    embed_dim: int = Field(256, ge=1)  # per head (fast-reid MGN); Linear(C4 -> embed_dim) -> BNNeck
+    embed_dim: Count = 256  # per head (fast-reid MGN); Linear(C4 -> embed_dim) -> BNNeck
     neck_feat: Literal["after", "before"] = "after"  # test-time features: post-BN (fast-reid) or pre-BN
 
     @field_validator("parts")
@@ -55,23 +68,22 @@ class Backbone(Section):
         return parts
 
 
-class Batch(Section):
-    ids_per_batch: int = Field(16, ge=1)  # P (fast-reid: IMS_PER_BATCH 64 / NUM_INSTANCE 4)
-    images_per_id: int = Field(4, ge=1)  # K
+class Batch(PKBatch):
+    ids_per_batch: Count = 16  # P (fast-reid: IMS_PER_BATCH 64 / NUM_INSTANCE 4)
+    images_per_id: Count = 4  # K
 
 
-class Optim(Section):
-    lr: float = Field(3.5e-4, gt=0)  # Adam (coupled L2 weight decay, as fast-reid's Adam)
-    weight_decay: float = Field(5e-4, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+class Optim(AdamOptim):
+    lr: PositiveFloat = 3.5e-4  # Adam (coupled L2 weight decay, as fast-reid's Adam)
+    weight_decay: NonNegativeFloat = 5e-4
 
 
-class Schedule(Section):
-    epochs: int = Field(60, ge=1)  # fast-reid SBS
-    eta_min: float = Field(7.7e-7, ge=0)  # cosine floor (fast-reid SBS ETA_MIN_LR)
-    warmup_epochs: int = Field(0, ge=0)  # linear warm-up from warmup_factor * lr (fast-reid; off)
-    warmup_factor: float = Field(0.1, gt=0, le=1)
-    delay_epochs: int = Field(0, ge=0)  # constant lr after the warm-up before the cosine (SBS: 30; off)
+class Schedule(WarmupSchedule):
+    epochs: Count = 60  # fast-reid SBS
+    eta_min: NonNegativeFloat = 7.7e-7  # cosine floor (fast-reid SBS ETA_MIN_LR)
+    warmup_epochs: NonNegativeInt = 0  # linear warm-up from warmup_factor * lr (fast-reid; off)
+    warmup_factor: Factor = 0.1
+    delay_epochs: NonNegativeInt = 0  # constant lr after the warm-up before the cosine (SBS: 30; off)
 
 
 class Losses(Section):

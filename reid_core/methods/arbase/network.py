@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from reid_core.methods.arbase.config import ARBaseConfig
-from reid_core.methods.dve.trunk import ResNetTrunk, _stem_and_layers, set_stage_stride
 from reid_core.nn.heads import BNNeck
+from reid_core.nn.resnet_trunk import ResNetTrunk, set_stage_stride, stem_and_layers
 from reid_core.nn.weights import (
     create_timm_backbone,
     is_checkpoint_uri,
@@ -119,7 +119,7 @@ def build_trunk(config: ARBaseConfig) -> ResNetTrunk:
     backbone = config.backbone
     model = build_backbone(backbone.name, backbone.pretrained, ibn=backbone.ibn, ibn_ratio=backbone.ibn_ratio,
                            **backbone.kwargs)
-    stem, layers = _stem_and_layers(model)
+    stem, layers = stem_and_layers(model)
     set_stage_stride(layers[3], backbone.last_stride)
     info = {f["module"]: f["num_chs"] for f in model.feature_info}
     channels = [info[f"layer{i}"] for i in range(1, 5)]

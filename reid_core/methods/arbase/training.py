@@ -1,4 +1,5 @@
-"""ARBase's training: one stage, P x K batches, Adam, a per-epoch cosine schedule, BoT's two losses.
+"""ARBase's training: one stage, P x K batches, Adam, a per-epoch cosine schedule (``recipe.lr_schedule``),
+BoT's two losses.
 
 Loss of a batch (BoT / fast-reid MGN): ``id_weight * mean_h CE_ls(logits_h) + triplet_weight * mean_b
 triplet(f_b)`` where h runs over every head (global + stripes) and b over the branches: the global pre-BN
@@ -9,7 +10,6 @@ its 5 triplet terms 0.2, i.e. the same two means.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
@@ -18,22 +18,11 @@ from torch import nn
 from reid_core.losses.classification import identity_loss
 from reid_core.losses.triplet import batch_hard_triplet_loss
 from reid_core.methods.arbase.config import ARBaseConfig
+from reid_core.methods.arbase.recipe import lr_schedule
 from reid_core.methods.contract import Stage, StagePlan, unwrap
-from reid_core.methods.image_method import per_epoch_schedule, trainable_parameters
+from reid_core.methods.image_method import trainable_parameters
 from reid_core.nn.heads import train_all_but_bnneck_biases
-
-
-def lr_factor(config: ARBaseConfig, epoch: int) -> float:
-    """lr / base lr at ``epoch``: linear warm-up, constant delay, then cosine down to ``eta_min``."""
-    s = config.schedule
-    if epoch < s.warmup_epochs:
-        return s.warmup_factor + (1.0 - s.warmup_factor) * epoch / s.warmup_epochs
-    start = s.warmup_epochs + s.delay_epochs
-    if epoch < start:
-        return 1.0
-    span = max(1, s.epochs - start)
-    floor = min(1.0, s.eta_min / config.optim.lr)
-    return floor + (1.0 - floor) * (1.0 + math.cos(math.pi * min(epoch - start, span) / span)) / 2.0
+from reid_core.nn.schedules import per_epoch
 
 
 def compute_loss(config: ARBaseConfig, model: nn.Module, batch: Mapping[str, torch.Tensor]
@@ -65,4 +54,4 @@ def make_stage(config: ARBaseConfig, plan: StagePlan) -> Stage:
         return compute_loss(config, model, batch)
 
     return Stage(plan=plan, optimizer=optimizer, step=step, trainable=train_all_but_bnneck_biases,
-                 scheduler=per_epoch_schedule(lambda epoch: lr_factor(config, epoch)))
+                 scheduler=per_epoch(lr_schedule(config)))

@@ -9,8 +9,9 @@ embeddings.
 
 - ``config.py``: every knob and where its default comes from (slides, ArcFace paper, or our choice);
 - ``network.py``: ``ArcFaceNet`` (the loss runs inside ``forward`` so DDP sees its weights);
-- ``training.py``: the ``main`` stage and the lr schedule;
-- ``method.py``: presets (``paper``, ``cpu``), search space, transforms, ``embed``.
+- ``training.py``: the ``main`` stage;
+- ``recipe.py``: presets (``paper``, ``cpu``), search space, the lr schedule;
+- ``method.py``: transforms, ``embed``.
 
 Nothing here imports Ray or MLflow.
 """

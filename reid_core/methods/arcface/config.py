@@ -1,5 +1,6 @@
-"""ArcFace's config. Sections: input, backbone, batch, optim, schedule, losses. Every default is the
-``paper`` preset; the ``cpu`` preset is in ``method.py``.
+"""ArcFace's config. Sections: input, backbone, batch, optim, schedule (the shared sections of
+``methods.config`` with ArcFace's defaults), losses. Every default is the ``paper`` preset; the ``cpu``
+preset and the search space are in ``recipe.py``.
 
 Sources, per entry:
 - the AnimalCLEF25 slides (``shared/papers/animalclef25-arcface-lightglue-slides.md``, after Otarashvili et
@@ -17,25 +18,34 @@ Sources, per entry:
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
-from reid_core.methods.config import MethodConfig, Section
+from reid_core.methods.config import (
+    AdamOptim,
+    Count,
+    Factor,
+    ImageSide,
+    MethodConfig,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    Probability,
+    Section,
+    SquareInput,
+    TimmBackbone,
+    WarmupSchedule,
+)
 
 
-class Input(Section):
-    size: int = Field(384, ge=16)  # square H = W
-    flip_p: float = Field(0.5, ge=0, le=1)  # random horizontal flip, the only augmentation
+class Input(SquareInput):
+    size: ImageSide = 384  # square H = W
+    flip_p: Probability = 0.5  # random horizontal flip, the only augmentation
 
 
-class Backbone(Section):
+class Backbone(TimmBackbone):
     name: str = "efficientnet_b3"  # any timm model with global pooling (resnet50 is the slides' other one)
-    # None: random init; True: the timm hub's default weights (ImageNet; the paper preset); a hub name
-    # ("efficientnet_b3.ra2_in1k"); or a local path / s3:// URI of a state_dict.
-    pretrained: str | bool | None = True
-    kwargs: dict[str, Any] = Field(default_factory=dict)  # extra timm.create_model kwargs
-    embed_dim: int = Field(512, ge=1)  # pooled features -> Linear -> embed_dim (slides: 512)
+    # pretrained: True, the timm hub's default weights (ImageNet; the paper preset), or e.g. "efficientnet_b3.ra2_in1k"
+    embed_dim: Count = 512  # pooled features -> Linear -> embed_dim (slides: 512)
     bn: bool = False  # BatchNorm1d after the Linear (optional; off: the plain ArcFace embedding layer)
 
 
@@ -43,18 +53,17 @@ class Batch(Section):
     batch_size: int = Field(32, ge=2)  # random batches (ArcFace needs no P x K); >= 2 for BatchNorm
 
 
-class Optim(Section):
-    lr: float = Field(1e-4, gt=0)  # AdamW, the backbone's lr
-    head_lr_mult: float = Field(10.0, gt=0)  # Linear neck (+ BN) and the ArcFace class weights: lr x this
-    weight_decay: float = Field(1e-2, ge=0)  # AdamW's (decoupled) default
-    betas: tuple[float, float] = (0.9, 0.999)
+class Optim(AdamOptim):
+    lr: PositiveFloat = 1e-4  # AdamW, the backbone's lr
+    head_lr_mult: PositiveFloat = 10.0  # Linear neck (+ BN) and the ArcFace class weights: lr x this
+    weight_decay: NonNegativeFloat = 1e-2  # AdamW's (decoupled) default
 
 
-class Schedule(Section):
-    epochs: int = Field(30, ge=1)
-    warmup_epochs: int = Field(1, ge=0)  # linear from warmup_factor x lr to lr
-    warmup_factor: float = Field(0.1, gt=0, le=1)
-    eta_min_ratio: float = Field(0.01, ge=0, le=1)  # the cosine's floor, as a share of the lr
+class Schedule(WarmupSchedule):
+    epochs: Count = 30
+    warmup_epochs: NonNegativeInt = 1  # linear from warmup_factor x lr to lr
+    warmup_factor: Factor = 0.1
+    eta_min_ratio: Probability = 0.01  # the cosine's floor, as a share of the lr
 
 
 class Losses(Section):

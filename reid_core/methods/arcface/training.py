@@ -1,29 +1,20 @@
 """ArcFace's training: one stage of random batches, AdamW (head at ``head_lr_mult`` x lr), a per-epoch
-linear warm-up + cosine schedule, and the ArcFace loss computed inside the network's forward."""
+linear warm-up + cosine schedule (``recipe.lr_schedule``), and the ArcFace loss computed inside the
+network's forward."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from reid_core.methods.arcface.config import ArcFaceConfig
+from reid_core.methods.arcface.recipe import lr_schedule
 from reid_core.methods.contract import BatchSpec, Stage, StagePlan, set_trainable, unwrap
-from reid_core.methods.image_method import per_epoch_schedule
+from reid_core.nn.schedules import per_epoch
 
 BATCH_KEYS = ("batch.batch_size",)
-
-
-def lr_factor(config: ArcFaceConfig, epoch: int) -> float:
-    """lr / base lr at ``epoch``: linear warm-up from ``warmup_factor``, then cosine to ``eta_min_ratio``."""
-    s = config.schedule
-    if epoch < s.warmup_epochs:
-        return s.warmup_factor + (1.0 - s.warmup_factor) * epoch / s.warmup_epochs
-    span = max(1, s.epochs - s.warmup_epochs)
-    progress = min(epoch - s.warmup_epochs, span) / span
-    return s.eta_min_ratio + (1.0 - s.eta_min_ratio) * (1.0 + math.cos(math.pi * progress)) / 2.0
 
 
 def stage_plans(config: ArcFaceConfig) -> list[StagePlan]:
@@ -53,4 +44,4 @@ def make_stage(config: ArcFaceConfig, plan: StagePlan) -> Stage:
         return out["loss_arcface"], {"loss_arcface": out["loss_arcface"].detach()}
 
     return Stage(plan=plan, optimizer=optimizer, step=step, trainable=trainable,
-                 scheduler=per_epoch_schedule(lambda epoch: lr_factor(config, epoch)))
+                 scheduler=per_epoch(lr_schedule(config)))

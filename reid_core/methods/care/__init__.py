@@ -10,7 +10,8 @@ image-to-prototype losses. The tuner counts phase 2 only.
 - ``config.py``: CARE's knobs, sources and where the authors' code and paper disagree;
 - ``prompts.py``: VDTDG; ``prototypes.py``: the fusion; ``features.py``: the frozen feature cache;
 - ``network.py``: ``CareNet``; ``training.py``: the two stages; ``figures.py``: the prototype t-SNE;
-- ``method.py``: presets, search space. The CLIP backbone and fine-tuning are ``methods.clip``'s.
+- ``recipe.py``: presets, search space, phase 1's lr schedule; ``method.py``: the contract. The CLIP
+  backbone and fine-tuning are ``methods.clip``'s.
 
 Nothing here imports Ray or MLflow.
 """

@@ -1,45 +1,25 @@
-"""CARE behind the ``Method`` contract: presets, search space, the two stages, figures."""
+"""CARE behind the ``Method`` contract: the two stages, figures; its presets and search space are in
+``recipe.py``."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from torch import nn
 
 from reid_core.methods.care.config import CareConfig
 from reid_core.methods.care.features import FrozenFeatures
 from reid_core.methods.care.network import CareNet, build_network
+from reid_core.methods.care.recipe import PRESETS, SEARCH_SPACE
 from reid_core.methods.care.training import make_finetune_stage_with_prototypes, make_prompt_stage
-from reid_core.methods.clip.method import (
-    CPU_BACKBONE,
-    CPU_FINETUNE,
-    CPU_INPUT,
-    FINETUNE_SEARCH,
-    PK_BATCH_KEYS,
-    ClipMethod,
-)
-from reid_core.methods.contract import BatchSpec, SearchParam, Stage, StagePlan
-
-# The CLIP-FT cpu preset (same tiny CLIP, input and fine-tuning) plus a phase 1 sized for ~100 training
-# images: batches of 16 (64 would leave one batch per epoch), 30 epochs, a higher lr (3.5e-4 is for
-# prompts on ImageNet-scale CLIP).
-CPU_PRESET: dict[str, Any] = {
-    "input": CPU_INPUT,
-    "backbone": CPU_BACKBONE,
-    **CPU_FINETUNE,
-    "phase1": {"epochs": 30, "batch_size": 16, "lr": 2e-3, "warmup_epochs": 2, "warmup_lr_init": 1e-4},
-}
+from reid_core.methods.clip.method import ClipMethod
+from reid_core.methods.contract import BatchSpec, Stage, StagePlan
+from reid_core.methods.image_method import PK_BATCH_KEYS
 
 
 class CareMethod(ClipMethod):
     name = "care"
     config_type = CareConfig
-    presets = {"paper": {}, "cpu": CPU_PRESET}
-    search_space = (
-        SearchParam("text.prompt_tokens", "choice", choices=(2, 4, 8, 16)),  # supplementary Table 1
-        *FINETUNE_SEARCH,  # the phase-2 lr, triplet_margin (Table 2's 0.1..0.9), id_weight
-        SearchParam("losses.i2p_weight", "float", 0.0, 2.0),
-    )
+    presets = PRESETS
+    search_space = SEARCH_SPACE
 
     def plan(self, config: CareConfig) -> list[StagePlan]:
         prompt = StagePlan("prompt", config.phase1.epochs, BatchSpec("random", batch_size=config.phase1.batch_size),

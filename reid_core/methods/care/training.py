@@ -3,7 +3,7 @@
 - ``prompt`` (phase 1, VDTDG; ``tuned=False``: the image encoder is frozen, its validation mAP constant):
   its dataset is the frozen image features of the training images (computed once, ``FrozenFeatures``),
   in random batches; the loss is ``L_img2txt + L_txt2img``; only the prompt learner trains, Adam with
-  CLIP-ReID's stage-1 cosine schedule.
+  CLIP-ReID's stage-1 cosine schedule (``recipe.prompt_lr_schedule``).
 - ``finetune`` (phase 2, tuned): its ``on_start`` fills the prototype bank unless the network already has
   one (a resume); then CLIP-FT's stage (``methods.clip.training``) plus ``i2p_weight x L_i2pCon``.
 """
@@ -22,10 +22,10 @@ from reid_core.methods.care.features import FeatureDataset, FrozenFeatures
 from reid_core.methods.care.network import CareNet
 from reid_core.methods.care.prompts import tokenize_template
 from reid_core.methods.care.prototypes import identity_means
-from reid_core.methods.clip.schedules import cosine_lr
+from reid_core.methods.care.recipe import prompt_lr_schedule
 from reid_core.methods.clip.training import make_finetune_stage
 from reid_core.methods.contract import Stage, StageContext, StagePlan, set_trainable, unwrap
-from reid_core.methods.image_method import per_epoch_schedule
+from reid_core.nn.schedules import per_epoch
 
 DESCRIBE_BATCH = 256  # text features per forward when filling the prototype bank
 
@@ -63,12 +63,6 @@ def fill_prototypes(net: CareNet, features: torch.Tensor, labels: torch.Tensor, 
     net.set_prototypes(identity_means(torch.cat(texts), labels.to(device), net.prototypes.shape[0]))
 
 
-def prompt_lr_factor(config: CareConfig, epoch: int) -> float:
-    p = config.phase1
-    return cosine_lr(epoch, p.lr, epochs=p.epochs, warmup_epochs=p.warmup_epochs, warmup_lr_init=p.warmup_lr_init,
-                     min_lr=p.min_lr) / p.lr
-
-
 def make_prompt_stage(config: CareConfig, plan: StagePlan, network: nn.Module, cache: FrozenFeatures,
                       transform: Callable) -> Stage:
     phase = config.phase1
@@ -96,7 +90,7 @@ def make_prompt_stage(config: CareConfig, plan: StagePlan, network: nn.Module, c
         return loss_i2t + loss_t2i, {"loss_i2t": loss_i2t.detach(), "loss_t2i": loss_t2i.detach()}
 
     return Stage(plan=plan, optimizer=optimizer, step=step, trainable=trainable, on_start=on_start,
-                 dataset=dataset, scheduler=per_epoch_schedule(lambda epoch: prompt_lr_factor(config, epoch)),
+                 dataset=dataset, scheduler=per_epoch(prompt_lr_schedule(config)),
                  precision=config.precision)
 
 

@@ -8,7 +8,8 @@
 - ``config.py``: the shared sections and their sources; ``backbone.py``: open_clip's towers as the
   methods run them (three image features, prompt embeddings into the text tower, the positional grid
   resized to the input); ``network.py``: the image branch with its BNNecks; ``training.py``: the
-  fine-tuning stage; ``schedules.py``: the authors' lr schedules; ``transforms.py``; ``method.py``.
+  fine-tuning stage; ``recipe.py``: presets, search space, the lr schedule; ``transforms.py``;
+  ``method.py``.
 
 Nothing here imports Ray or MLflow.
 """

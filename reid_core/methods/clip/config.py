@@ -1,6 +1,7 @@
 """The CLIP family's config sections, shared by ``clip_zs``, ``clip_ft`` and ``care`` (which adds its own
-in ``methods.care.config``). Every default is the ``paper`` preset; the ``cpu`` presets are in the
-methods' ``method.py``.
+in ``methods.care.config``). Batch, optim and schedule are the shared sections of ``methods.config`` with
+CLIP-ReID's defaults. Every default is the ``paper`` preset; the ``cpu`` presets and the search space are in
+``recipe.py``.
 
 Sources (``shared/reference/algorithms.md`` sections 3-4; the authors' code ywu840/CARE, ATRW config,
 built on Syliz517/CLIP-ReID):
@@ -27,19 +28,32 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from reid_core.methods.config import MethodConfig, Section
+from reid_core.methods.config import (
+    Count,
+    Factor,
+    ImageSide,
+    MethodConfig,
+    NonNegativeFloat,
+    NonNegativeInt,
+    Optim,
+    PKBatch,
+    PositiveFloat,
+    Probability,
+    Section,
+    WarmupSchedule,
+)
 
 
 class Input(Section):
-    height: int = Field(256, ge=16)
-    width: int = Field(128, ge=16)
+    height: ImageSide = 256
+    width: ImageSide = 128
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # the authors' configs (not CLIP's own statistics)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     # A flip mirrors the flank: where entities are individual x side (ATRW) a flipped left flank is no
     # right flank, so the cpu presets turn it off.
-    flip_p: float = Field(0.5, ge=0, le=1)
-    pad: int = Field(10, ge=0)  # Pad + RandomCrop back to the input size; 0 disables both
-    erasing_p: float = Field(0.5, ge=0, le=1)
+    flip_p: Probability = 0.5
+    pad: NonNegativeInt = 10  # Pad + RandomCrop back to the input size; 0 disables both
+    erasing_p: Probability = 0.5
 
 
 class Backbone(Section):
@@ -61,24 +75,24 @@ class Backbone(Section):
         return self
 
 
-class Batch(Section):
-    ids_per_batch: int = Field(8, ge=1)  # P
-    images_per_id: int = Field(4, ge=1)  # K
+class Batch(PKBatch):
+    ids_per_batch: Count = 8  # P
+    images_per_id: Count = 4  # K
 
 
-class Optim(Section):
-    lr: float = Field(5e-6, gt=0)  # Adam (L2 weight decay, as torch.optim.Adam)
-    weight_decay: float = Field(1e-4, ge=0)
-    bias_lr_factor: float = Field(2.0, gt=0)  # parameters named *bias*: lr x this
-    bias_weight_decay: float = Field(1e-4, ge=0)
+class ClipOptim(Optim):
+    lr: PositiveFloat = 5e-6  # Adam (L2 weight decay, as torch.optim.Adam)
+    weight_decay: NonNegativeFloat = 1e-4
+    bias_lr_factor: PositiveFloat = 2.0  # parameters named *bias*: lr x this
+    bias_weight_decay: NonNegativeFloat = 1e-4
 
 
-class Schedule(Section):
-    epochs: int = Field(55, ge=1)
+class Schedule(WarmupSchedule):
+    epochs: Count = 55
     milestones: tuple[int, ...] = (30, 50)  # lr x gamma at each (1-based epochs, as the authors' scheduler)
-    gamma: float = Field(0.1, gt=0)
-    warmup_epochs: int = Field(10, ge=0)  # linear from warmup_factor x lr
-    warmup_factor: float = Field(0.1, gt=0, le=1)
+    gamma: PositiveFloat = 0.1
+    warmup_epochs: NonNegativeInt = 10  # linear from warmup_factor x lr
+    warmup_factor: Factor = 0.1
 
 
 class Losses(Section):
@@ -99,7 +113,7 @@ class ClipFTConfig(ClipZSConfig):
     """CLIP fine-tuning: the image encoder with ID + triplet losses (CARE's CLIP-FT)."""
 
     batch: Batch = Field(default_factory=Batch)
-    optim: Optim = Field(default_factory=Optim)
+    optim: ClipOptim = Field(default_factory=ClipOptim)
     schedule: Schedule = Field(default_factory=Schedule)
     losses: Losses = Field(default_factory=Losses)
     # bf16: forward passes under autocast on GPU (the authors train under fp16 AMP); ignored on CPU

@@ -1,6 +1,6 @@
 """Fine-tuning CLIP's image encoder (CLIP-FT, and CARE's phase 2 with one more loss): P x K batches, Adam
-with biases at 2x lr, ``WarmupMultiStepLR``, label-smoothed CE on both heads + batch-hard triplet on the
-three features."""
+with biases at 2x lr, ``WarmupMultiStepLR`` (``recipe.lr_schedule``), label-smoothed CE on both heads +
+batch-hard triplet on the three features."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from reid_core.losses.classification import identity_loss
 from reid_core.losses.triplet import batch_hard_triplet_loss
 from reid_core.methods.clip.config import ClipFTConfig, Losses
 from reid_core.methods.clip.network import TRIPLET_FEATURES
-from reid_core.methods.clip.schedules import warmup_multistep_factor
+from reid_core.methods.clip.recipe import lr_schedule
 from reid_core.methods.contract import Stage, StageContext, StagePlan, set_trainable, unwrap
-from reid_core.methods.image_method import per_epoch_schedule
 from reid_core.nn.heads import train_all_but_bnneck_biases
+from reid_core.nn.schedules import per_epoch
 
 # (model, the image branch's output, labels) -> (their weighted sum, the named unweighted losses to log)
 ExtraLosses = Callable[[nn.Module, Mapping[str, torch.Tensor], torch.Tensor],
@@ -42,11 +42,6 @@ def parameter_groups(model: nn.Module, config: ClipFTConfig) -> list[dict]:
               {"params": biases, "lr": optim.lr * optim.bias_lr_factor, "weight_decay": optim.bias_weight_decay,
                "name": "biases"}]
     return [group for group in groups if group["params"]]
-
-
-def lr_factor(config: ClipFTConfig, epoch: int) -> float:
-    s = config.schedule
-    return warmup_multistep_factor(epoch, s.milestones, s.gamma, s.warmup_epochs, s.warmup_factor)
 
 
 def make_finetune_stage(
@@ -83,4 +78,4 @@ def make_finetune_stage(
         return total, {name: value.detach() for name, value in parts.items()}
 
     return Stage(plan=plan, optimizer=optimizer, step=step, trainable=trainable, on_start=on_start,
-                 scheduler=per_epoch_schedule(lambda epoch: lr_factor(config, epoch)), precision=config.precision)
+                 scheduler=per_epoch(lr_schedule(config)), precision=config.precision)

@@ -20,8 +20,8 @@ Backbone (any timm ResNet-family model: ``legacy_seresnet50`` is the AER checkpo
   AER runs the DVE images through a separate pass of the trunk, so they get their own BN batch
   statistics; ``DVENet.forward`` does the same.
 
-Training (``training.py``): SGD Nesterov, heads at ``lr`` and the backbone at ``lr * 0.1``, step
-decay x0.1 after 2/3 of the epochs, and a warm-up of 3 epochs with the backbone frozen
+Presets, search space and lr schedule: ``recipe.py``; the trunk: ``reid_core.nn.resnet_trunk``.
+Training (``training.py``): SGD Nesterov, heads at ``lr`` and the backbone at ``lr * 0.1``, step decay x0.1 after 2/3 of the epochs, and a warm-up of 3 epochs with the backbone frozen
 (``requires_grad=False``; its BN layers keep updating their statistics since the model stays in train
 mode) as its own stage, while the loss is multiplied by a factor rising linearly from 0.01 to 1 over the warm-up
 iterations (AER, "to be consistent with PGCFL"). Each step flips a random half of the re-ID inputs

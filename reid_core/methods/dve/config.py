@@ -1,64 +1,76 @@
 """DVE's config: every knob of AER's method, with the paper's defaults (the authors' code where the paper
-is silent). Sections: input (size and augmentation), backbone, batch, optim, schedule, losses, tps."""
+is silent). Sections: input (size and augmentation), backbone, batch, optim, schedule (the shared ones of
+``methods.config``, with DVE's entries), losses, tps. The presets and the search space: ``recipe.py``."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
-from reid_core.methods.config import MethodConfig, Section
+from reid_core.methods.config import (
+    Count,
+    ImageSide,
+    MethodConfig,
+    NonNegativeFloat,
+    NonNegativeInt,
+    Optim,
+    PKBatch,
+    PositiveFloat,
+    Probability,
+    Schedule,
+    Section,
+    SquareInput,
+    TimmBackbone,
+)
 from reid_core.methods.dve.tps import TPSConfig
 
 
-class Input(Section):
-    size: int = Field(224, ge=16)  # square input, H = W
-    pad: int = Field(10, ge=0)
-    erasing_p: float = Field(0.5, ge=0, le=1)
+class Input(SquareInput):
+    size: ImageSide = 224
+    pad: NonNegativeInt = 10
+    erasing_p: Probability = 0.5
     erasing_scale: tuple[float, float] = (0.02, 0.2)
     erasing_ratio: tuple[float, float] = (0.3, 1 / 0.3)
-    cutout_p: float = Field(0.5, ge=0, le=1)  # AER's code (Cutout, 64-256 holes of 4 px at 224 px); 0 disables
-    flip_p: float = Field(0.5, ge=0, le=1)
+    cutout_p: Probability = 0.5  # AER's code (Cutout, 64-256 holes of 4 px at 224 px); 0 disables
+    flip_p: Probability = 0.5
     flip_mode: Literal["image", "batch"] = "image"  # "image": a coin per image; "batch": AER's one coin per batch
 
 
-class Backbone(Section):
+class Backbone(TimmBackbone):
     name: str = "legacy_seresnet50"  # timm name; AER's checkpoint is legacy_seresnet50.in1k
-    # None: random init; True: the timm hub's default weights (ImageNet; the paper); a hub name
-    # ("legacy_seresnet50.in1k", "hf-hub:..."); or a local path / s3:// URI of a state_dict.
-    pretrained: str | bool | None = True
-    kwargs: dict[str, Any] = Field(default_factory=dict)  # extra timm.create_model kwargs
+    # pretrained: True (the shared default), the timm hub's ImageNet weights, as the paper
     smallscale: bool = True  # layer2/layer4 stride 1: output stride 8 (paper), DVE map at stride 4
     stride_on_3x3: bool = True  # AER's local SE-ResNet copy strides conv2 (3x3), timm's legacy conv1
     dve_stage: Literal[1, 2, 3, 4] | None = None  # None = deepest stage at output stride 4 (layer2 if smallscale)
-    embed_dim: int = Field(512, ge=1)
-    dve_dim: int = Field(64, ge=0)
+    embed_dim: Count = 512
+    dve_dim: NonNegativeInt = 64
     dropout: float = Field(0.5, ge=0, lt=1)
 
 
-class Batch(Section):
-    ids_per_batch: int = Field(15, ge=1)  # P x K = 30, the paper's batch size, two images per identity
-    images_per_id: int = Field(2, ge=1)
+class Batch(PKBatch):
+    ids_per_batch: Count = 15  # P x K = 30, the paper's batch size, two images per identity
+    images_per_id: Count = 2
 
 
-class Optim(Section):
+class DVEOptim(Optim):
     # "sgd": the paper's SGD + Nesterov (meant for ImageNet-initialised backbones). "adamw": for randomly
     # initialised backbones (CPU, new species without pretrained weights), where SGD at these learning
     # rates barely moves in a few epochs; use lr around 1e-3 with it.
     name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.01, gt=0)  # heads
-    backbone_lr_mult: float = Field(0.1, ge=0)
+    lr: PositiveFloat = 0.01  # heads
+    backbone_lr_mult: NonNegativeFloat = 0.1
     momentum: float = 0.9
     nesterov: bool = True
-    weight_decay: float = Field(5e-4, ge=0)
+    weight_decay: NonNegativeFloat = 5e-4
 
 
-class Schedule(Section):
-    epochs: int = Field(80, ge=1)  # 100 for ELPephants in the paper; the warm-up epochs included
+class DVESchedule(Schedule):
+    epochs: Count = 80  # 100 for ELPephants in the paper; the warm-up epochs included
     lr_step_epoch: int | None = None  # None: epochs * 2 // 3 (53 of 80, AER's StepLR)
-    lr_gamma: float = Field(0.1, gt=0)
-    warmup_epochs: int = Field(3, ge=0)  # backbone frozen, loss factor rising from warmup_start to 1
-    warmup_start: float = Field(0.01, ge=0, le=1)
+    lr_gamma: PositiveFloat = 0.1
+    warmup_epochs: NonNegativeInt = 3  # backbone frozen, loss factor rising from warmup_start to 1
+    warmup_start: Probability = 0.01
 
     @property
     def milestone(self) -> int:
@@ -100,8 +112,8 @@ class DVEConfig(MethodConfig):
     input: Input = Field(default_factory=Input)
     backbone: Backbone = Field(default_factory=Backbone)
     batch: Batch = Field(default_factory=Batch)
-    optim: Optim = Field(default_factory=Optim)
-    schedule: Schedule = Field(default_factory=Schedule)
+    optim: DVEOptim = Field(default_factory=DVEOptim)
+    schedule: DVESchedule = Field(default_factory=DVESchedule)
     losses: Losses = Field(default_factory=Losses)
     tps: TPS = Field(default_factory=TPS)
     seed: int = 0  # warps and flips (mixed with the DDP rank and the epoch)

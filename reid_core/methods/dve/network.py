@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from reid_core.methods.dve.config import DVEConfig
-from reid_core.methods.dve.trunk import ResNetTrunk, build_trunk
+from reid_core.nn.resnet_trunk import ResNetTrunk, build_trunk
 
 
 def _init_reid_head(bottleneck: nn.Sequential, classifiers: Sequence[nn.Linear]) -> None:

@@ -1,11 +1,11 @@
 """DVE's training: AER's loss of one batch and its two stages (warm-up with the backbone frozen, then all).
 
 Schedules are keyed to the global epoch (the warm-up's epochs count): ``on_epoch_start`` sets each
-group's lr to ``initial_lr * lr_factor(epoch)`` and the ``LambdaLR`` returned as the scheduler computes
-the same factor, so the result is the same whether the engine steps the scheduler per iteration or per
-epoch, and after a resume. The warm-up is its own stage so DDP only wraps what it trains: AER keeps
-one optimiser throughout, here the main stage starts a new one (its momentum restarts after the
-warm-up's few epochs).
+group's lr to ``initial_lr * lr_factor(epoch)`` (``recipe.lr_schedule``) and the ``LambdaLR`` returned as
+the scheduler computes the same factor, so the result is the same whether the engine steps the scheduler
+per iteration or per epoch, and after a resume. The warm-up is its own stage so DDP only wraps what it
+trains: AER keeps one optimiser throughout, here the main stage starts a new one (its momentum restarts
+after the warm-up's few epochs).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from reid_core.losses.classification import UNKNOWN_SIDE, identity_loss, orienta
 from reid_core.losses.dve import dve_loss
 from reid_core.methods.contract import BatchSpec, Stage, StagePlan, set_trainable, unwrap
 from reid_core.methods.dve.config import DVEConfig
+from reid_core.methods.dve.recipe import lr_schedule
 from reid_core.methods.dve.tps import TPSWarper
-
-BATCH_KEYS = ("batch.ids_per_batch", "batch.images_per_id")
+from reid_core.methods.image_method import PK_BATCH_KEYS
 
 
 def warmup_factor(config: DVEConfig, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> float:
@@ -34,10 +34,6 @@ def warmup_factor(config: DVEConfig, epoch: int, step_in_epoch: int, steps_per_e
     total = max(1, schedule.warmup_epochs * steps_per_epoch)
     done = epoch * steps_per_epoch + step_in_epoch + 1
     return min(1.0, schedule.warmup_start + (1.0 - schedule.warmup_start) * done / total)
-
-
-def lr_factor(config: DVEConfig, epoch: int) -> float:
-    return config.schedule.lr_gamma if epoch >= config.schedule.milestone else 1.0
 
 
 def flip_batch(
@@ -118,8 +114,8 @@ def stage_plans(config: DVEConfig) -> list[StagePlan]:
     """``warmup`` (when ``schedule.warmup_epochs`` > 0) then ``main``; together ``schedule.epochs``."""
     batches = BatchSpec("pk", config.batch.ids_per_batch, config.batch.images_per_id)
     warmup = min(config.schedule.warmup_epochs, config.schedule.epochs)
-    plans = [StagePlan("warmup", warmup, batches, batch_keys=BATCH_KEYS),
-             StagePlan("main", config.schedule.epochs - warmup, batches, batch_keys=BATCH_KEYS)]
+    plans = [StagePlan("warmup", warmup, batches, batch_keys=PK_BATCH_KEYS),
+             StagePlan("main", config.schedule.epochs - warmup, batches, batch_keys=PK_BATCH_KEYS)]
     return [plan for plan in plans if plan.epochs > 0]
 
 
@@ -128,6 +124,7 @@ def make_stage(config: DVEConfig, plan: StagePlan, first_epoch: int, steps_per_e
     state = _RunState()
     warper = TPSWarper(config.tps.warper_config())
     optim = config.optim
+    lr_factor = lr_schedule(config)  # of the global epoch
 
     def optimizer(model: nn.Module) -> torch.optim.Optimizer:
         net = unwrap(model)
@@ -143,7 +140,7 @@ def make_stage(config: DVEConfig, plan: StagePlan, first_epoch: int, steps_per_e
         return state.optimizer
 
     def scheduler(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: lr_factor(config, state.epoch))
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: lr_factor(state.epoch))
 
     def trainable(model: nn.Module) -> None:
         net = unwrap(model)
@@ -154,7 +151,7 @@ def make_stage(config: DVEConfig, plan: StagePlan, first_epoch: int, steps_per_e
         state.start_epoch(first_epoch + epoch, config.seed)
         if state.optimizer is not None:
             for group in state.optimizer.param_groups:
-                group["lr"] = group.setdefault("initial_lr", group["lr"]) * lr_factor(config, first_epoch + epoch)
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * lr_factor(first_epoch + epoch)
 
     def step(model: nn.Module, batch: Mapping[str, torch.Tensor], epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
         epoch = first_epoch + epoch

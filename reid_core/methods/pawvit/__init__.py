@@ -12,7 +12,8 @@ used (pre-BN, L2-normalised; flip-concatenated with ``input.test_flip``).
 - ``backbone.py``: the part-token ViT and the pretrained-weights conversion;
 - ``network.py``: ATM decoder, aggregation block, heads; ``targets.py``: label maps -> K+1 targets;
 - ``losses.py``: the multi-task loss; ``training.py``: the stage; ``transforms.py``: image + mask;
-- ``method.py``: presets, search space, training view; ``figures.py``: the part attention maps (Fig. 2).
+- ``recipe.py``: presets, search space (narrowed per species), the lr schedule (the ViT's);
+- ``method.py``: training view, the contract; ``figures.py``: the part attention maps (Fig. 2).
 
 Nothing here imports Ray or MLflow.
 """

@@ -1,5 +1,5 @@
 """PAW-ViT's config. Sections: input, backbone, parts, batch, optim, schedule, losses. Every default is
-the ``paper`` preset (ATRW's recipe); the ``cpu`` preset is in ``method.py``.
+the ``paper`` preset (ATRW's recipe); the ``cpu`` preset and the search space are in ``recipe.py``.
 
 The input, backbone, batch and optimiser sections are the ``vit`` baseline's (the paper trains both
 "under the same settings"); see ``reid_core/methods/vit/config.py`` for their sources. Sources of the
@@ -25,9 +25,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from reid_core.methods.config import MethodConfig, Section
-from reid_core.methods.vit.config import Backbone, Batch, Input, Optim
-from reid_core.methods.vit.config import Schedule as ViTSchedule
+from reid_core.methods.config import MethodConfig, NonNegativeFloat, Section
+from reid_core.methods.vit.config import Backbone, Batch, Input, Optim, ViTSchedule
 
 
 class Parts(Section):
@@ -39,7 +38,7 @@ class Parts(Section):
 
 
 class Schedule(ViTSchedule):
-    warmup_epochs: float = Field(3.0, ge=0)  # paper: 3 epochs of linear warm-up (code: 2.5)
+    warmup_epochs: NonNegativeFloat = 3.0  # paper: 3 epochs of linear warm-up (code: 2.5)
 
 
 class Losses(Section):

@@ -1,10 +1,9 @@
-"""PAW-ViT behind the ``Method`` contract: presets, search space, training view, transforms, stage,
-embedding and the part attention figure."""
+"""PAW-ViT behind the ``Method`` contract: training view, transforms, stage, embedding and the part attention
+figure; its presets and search space are in ``recipe.py``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import polars as pl
 from torch import nn
@@ -14,26 +13,11 @@ from reid_core.methods.contract import SearchParam, Stage, StagePlan
 from reid_core.methods.image_method import ImageMethod, pk_plan
 from reid_core.methods.pawvit.config import PawViTConfig
 from reid_core.methods.pawvit.network import PawViT, build_network
+from reid_core.methods.pawvit.recipe import PRESETS, SEARCH_SPACE, search_space_for
 from reid_core.methods.pawvit.targets import species_scheme
 from reid_core.methods.pawvit.training import PARTS_KEY, make_stage
 from reid_core.methods.pawvit.transforms import PartsTrainTransform
 from reid_core.methods.vit.method import MEAN, STD
-from reid_core.parts.schemes import SCHEMES
-
-# A CPU-sized PAW-ViT for the synthetic species on 2 cores: random weights, 64 px, a ViT-Tiny width
-# (192-d, 3 heads) with 8 px patches (an 8 x 8 grid, as 256 px / 16 gives 16 x 16) and 4 blocks,
-# 16 x 16 teacher masks (input / 4, as the paper's 64 for 256), no drop-path, P x K = 8 x 3, and the
-# vit cpu preset's higher lr with a one-epoch warm-up (8.5e-5 is for fine-tuning ImageNet weights).
-# K = 4: a grouping every synthetic species' scheme has (tiger 5/4/3, yak and elephant 4/3).
-CPU_PRESET = {
-    "input": {"size": 64, "flipped_copies": False},
-    "backbone": {"name": "vit_tiny_patch16_224", "pretrained": None, "drop_path_rate": 0.0,
-                 "kwargs": {"patch_size": 8, "depth": 4}},
-    "parts": {"num_parts": 4, "mask_size": 16},
-    "batch": {"ids_per_batch": 8, "images_per_id": 3},
-    "optim": {"lr": 5e-4},
-    "schedule": {"epochs": 30, "warmup_epochs": 1, "warmup_lr_init": 1e-5, "min_lr_ratio": 0.1},
-}
 
 
 class PawViTMethod(ImageMethod):
@@ -42,23 +26,12 @@ class PawViTMethod(ImageMethod):
     name = "pawvit"
     mean, std = MEAN, STD
     config_type = PawViTConfig
-    presets = {"paper": {}, "cpu": CPU_PRESET}
+    presets = PRESETS
     mask_columns = {PARTS_KEY: "parts_uri"}
-    # num_parts: the union of the schemes' groupings, narrowed to the species' own by search_space_for
-    search_space = (
-        SearchParam("parts.num_parts", "choice", choices=(3, 4, 5)),
-        SearchParam("losses.lambda_seg", "float", 0.0, 2.0),
-        SearchParam("losses.triplet_margin", "float", 0.1, 0.6),
-        SearchParam("losses.alpha", "float", 0.1, 1.0),
-        SearchParam("optim.lr", "log", 1e-5, 1e-3),
-    )
+    search_space = SEARCH_SPACE
 
     def search_space_for(self, species: str) -> tuple[SearchParam, ...]:
-        """``parts.num_parts`` among the groupings of the species' part scheme (tiger 5/4/3, yak 4/3)."""
-        if species not in SCHEMES:  # training names the fix (species_scheme)
-            return self.search_space
-        choices = SCHEMES[species].choices
-        return tuple(replace(p, choices=choices) if p.key == "parts.num_parts" else p for p in self.search_space)
+        return search_space_for(species)
 
     def training_view(self, rows: pl.DataFrame, config: PawViTConfig) -> pl.DataFrame:
         """The rows (with their flipped copies as new identities, mirrored masks and sides), after

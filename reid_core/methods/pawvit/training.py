@@ -1,5 +1,5 @@
 """PAW-ViT's training: one stage, P x K batches, AdamW on every parameter (weight decay included) with
-the authors' timm-style warm-up + cosine (``vit.training.lr_at``), and the multi-task loss.
+the authors' timm warm-up + cosine (``recipe.lr_schedule``, the ViT baseline's), and the multi-task loss.
 
 The stage reads the species from the training rows when it starts (also after a resume) and merges
 every batch's label maps to the K parts of that species' scheme.
@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 from reid_core.methods.contract import Stage, StageContext, StagePlan
-from reid_core.methods.image_method import per_epoch_schedule, trainable_parameters
+from reid_core.methods.image_method import trainable_parameters
 from reid_core.methods.pawvit.config import PawViTConfig
 from reid_core.methods.pawvit.losses import pawvit_loss
+from reid_core.methods.pawvit.recipe import lr_schedule
 from reid_core.methods.pawvit.targets import merge_table, part_targets, species_scheme
-from reid_core.methods.vit.training import lr_factor
 from reid_core.nn.heads import train_all_but_bnneck_biases
+from reid_core.nn.schedules import per_epoch
 
 PARTS_KEY = "parts"  # the batch key of the label maps (``Method.mask_columns``)
 
@@ -61,6 +62,6 @@ def make_stage(config: PawViTConfig, plan: StagePlan) -> Stage:
     def step(model: nn.Module, batch: Mapping[str, torch.Tensor], epoch: int):
         return compute_loss(config, model, batch, targets)
 
-    # stepped once per epoch by the engine: the lr of epoch e is vit.training.lr_at(e)
+    # stepped once per epoch by the engine: the lr of epoch e is recipe.lr_at(e)
     return Stage(plan=plan, optimizer=optimizer, step=step, trainable=train_all_but_bnneck_biases,
-                 on_start=targets.start, scheduler=per_epoch_schedule(lambda epoch: lr_factor(config, epoch)))
+                 on_start=targets.start, scheduler=per_epoch(lr_schedule(config)))

@@ -12,7 +12,8 @@ Not reproduced here: PAW-ViT's offline horizontal flips of the training set as n
 them to the manifest to train as the paper did.
 
 - ``config.py``: every knob and its source; ``network.py``: ``ViTReID`` and the weights loading;
-- ``training.py``: the loss, the ``main`` stage, the lr schedule; ``method.py``: presets, transforms.
+- ``training.py``: the loss, the ``main`` stage; ``method.py``: transforms;
+- ``recipe.py``: presets, search space, the lr schedule.
 
 Nothing here imports Ray or MLflow.
 """

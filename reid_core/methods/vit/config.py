@@ -1,6 +1,7 @@
 """The ViT-B/16 baseline's config: PAW-ViT's training setup without its part tokens (the paper's
 "pre-trained ViT-B trained under the same settings as PAW-ViT"). Sections: input, backbone, batch,
-optim, schedule, losses. Every default is the ``paper`` preset; the ``cpu`` preset is in ``method.py``.
+optim, schedule (the shared sections of ``methods.config`` with the ViT's defaults), losses. Every default
+is the ``paper`` preset; the ``cpu`` preset and the search space are in ``recipe.py``.
 
 Sources (``shared/reference/algorithms.md`` section 2, the authors' code eugeniodias5/PAW-ViT, ATRW
 config, and the paper's section 4.2):
@@ -22,15 +23,27 @@ config, and the paper's section 4.2):
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from reid_core.methods.config import MethodConfig, Section
+from reid_core.methods.config import (
+    AdamOptim,
+    Count,
+    ImageSide,
+    MethodConfig,
+    NonNegativeFloat,
+    PKBatch,
+    PositiveFloat,
+    Schedule,
+    Section,
+    SquareInput,
+    TimmBackbone,
+)
 
 
-class Input(Section):
-    size: int = Field(256, ge=16)  # square H = W; also the ViT's img_size (position-embedding grid)
+class Input(SquareInput):
+    size: ImageSide = 256  # square H = W; also the ViT's img_size (position-embedding grid)
     rotation: float = Field(15.0, ge=0, le=180)  # RandomRotation(+-rotation deg), bilinear; 0 = off
     # the authors' training lists: every training image plus its horizontal flip as a new identity with
     # the mirrored side (ATRW 107 -> 214 classes, yak the same), flipped on read (``data.views``)
@@ -39,35 +52,35 @@ class Input(Section):
     test_flip: bool = False
 
 
-class Backbone(Section):
+class Backbone(TimmBackbone):
     name: str = "vit_base_patch16_224"  # a timm VisionTransformer with a class token
-    # None: random init; True: the timm hub's default weights of ``name``; a hub name (the paper's
-    # in21k -> in1k weights below); or a local path / s3:// URI of a timm ViT state_dict (e.g. the
-    # original ``jx_vit_base_p16_224-80ecf9dd.pth``), whose position embeddings are resampled to the
-    # input grid like the hub's.
+    # the paper's in21k -> in1k weights; a local path / s3:// URI of a timm ViT state_dict (e.g. the
+    # original ``jx_vit_base_p16_224-80ecf9dd.pth``) has its position embeddings resampled to the input
+    # grid like the hub's. ``kwargs`` (patch_size, depth, embed_dim, ...) win over img_size and
+    # drop_path_rate below.
     pretrained: str | bool | None = "vit_base_patch16_224.orig_in21k_ft_in1k"
-    # extra timm.create_model kwargs (patch_size, depth, embed_dim, ...); they win over img_size and
-    # drop_path_rate below
-    kwargs: dict[str, Any] = Field(default_factory=dict)
     drop_path_rate: float = Field(0.1, ge=0, lt=1)  # stochastic depth, linearly spaced over the blocks
     classifier_bias: bool = True  # PAW-ViT's identity fc has a bias (BoT's has none)
 
 
-class Batch(Section):
-    ids_per_batch: int = Field(8, ge=1)  # P
-    images_per_id: int = Field(16, ge=1)  # K
+class Batch(PKBatch):
+    ids_per_batch: Count = 8  # P
+    images_per_id: Count = 16  # K
 
 
-class Optim(Section):
-    lr: float = Field(8.5e-5, gt=0)  # AdamW, every parameter in one group
-    weight_decay: float = Field(5e-4, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+class Optim(AdamOptim):
+    lr: PositiveFloat = 8.5e-5  # AdamW, every parameter in one group
+    weight_decay: NonNegativeFloat = 5e-4
 
 
-class Schedule(Section):
-    epochs: int = Field(50, ge=1)
-    warmup_epochs: float = Field(2.5, ge=0)  # linear from warmup_lr_init to lr (timm warmup_t)
-    warmup_lr_init: float = Field(1.7e-7, ge=0)
+class ViTSchedule(Schedule):
+    """timm's ``CosineLRScheduler`` per epoch (``recipe.lr_schedule``)."""
+
+    epochs: Count = 50
+    warmup_epochs: NonNegativeFloat = 2.5  # linear from warmup_lr_init to lr (timm warmup_t)
+    warmup_lr_init: NonNegativeFloat = 1.7e-7
+    # timm's warmup_prefix: the cosine starts after the warm-up (True) or counts its epochs (False: the authors')
+    warmup_prefix: bool = False
     min_lr_ratio: float = Field(0.8, ge=0, le=1)  # cosine floor lr_min = ratio x lr
     cosine_epochs: int | None = Field(None, ge=1)  # timm t_initial; None: int(epochs - warmup_epochs)
 
@@ -89,5 +102,5 @@ class ViTConfig(MethodConfig):
     backbone: Backbone = Field(default_factory=Backbone)
     batch: Batch = Field(default_factory=Batch)
     optim: Optim = Field(default_factory=Optim)
-    schedule: Schedule = Field(default_factory=Schedule)
+    schedule: ViTSchedule = Field(default_factory=ViTSchedule)
     losses: Losses = Field(default_factory=Losses)

@@ -1,4 +1,5 @@
-"""A timm ResNet-family model as stem + 4 stages, with AER's stride changes edited in place."""
+"""A timm ResNet-family model as stem + 4 stages, with stride changes edited in place (DVE's output stride 8,
+ARBase's last stride 1)."""
 
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ def set_stage_stride(stage: nn.Sequential, stride: int, *, on_3x3: bool = True) 
             module.stride = (stride, stride)
 
 
-def _stem_and_layers(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
+def stem_and_layers(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
+    """The stem (conv/bn/act/pool, or legacy SENet's layer0 + pool0) and layer1..layer4 of a timm ResNet."""
     layers = [getattr(model, f"layer{i}", None) for i in range(1, 5)]
     if any(layer is None for layer in layers):
         raise ValueError(
@@ -95,7 +97,7 @@ def build_trunk(
 ) -> ResNetTrunk:
     """A ``ResNetTrunk`` from a timm name, with AER's stride changes applied."""
     model = create_timm_backbone(name, pretrained, **timm_kwargs)
-    stem, layers = _stem_and_layers(model)
+    stem, layers = stem_and_layers(model)
     stage_strides = [1, 1 if smallscale else 2, 2, 1 if smallscale else 2]
     for layer, stride in zip(layers[1:], stage_strides[1:], strict=True):
         set_stage_stride(layer, stride, on_3x3=stride_on_3x3)

@@ -1,0 +1,44 @@
+"""The ViT baseline's recipe in one place: the presets (``paper`` = the config's defaults, ``cpu``), the
+tuner's search space and the learning-rate schedule (PAW-ViT's too)."""
+
+from __future__ import annotations
+
+from reid_core.methods.contract import SearchParam
+from reid_core.methods.vit.config import ViTConfig
+from reid_core.nn.schedules import LrCurve, cosine
+
+# A CPU-sized ViT for the synthetic species on 2 cores: random weights, 64 px, timm's ViT-Tiny (192-d,
+# 3 heads) with 8 px patches (an 8 x 8 grid, as 256 px / 16 gives 16 x 16) and 6 blocks, no drop-path,
+# P x K = 8 x 3, a higher lr with a one-epoch warm-up (8.5e-5 is for fine-tuning ImageNet weights).
+# No flipped copies: they double every epoch on 2 cores (not measured against keeping them).
+CPU_PRESET = {
+    "input": {"size": 64, "flipped_copies": False},
+    "backbone": {"name": "vit_tiny_patch16_224", "pretrained": None, "drop_path_rate": 0.0,
+                 "kwargs": {"patch_size": 8, "depth": 6}},
+    "batch": {"ids_per_batch": 8, "images_per_id": 3},
+    "optim": {"lr": 5e-4},
+    "schedule": {"epochs": 30, "warmup_epochs": 1, "warmup_lr_init": 1e-5, "min_lr_ratio": 0.1},
+}
+PRESETS = {"paper": {}, "cpu": CPU_PRESET}
+
+SEARCH_SPACE = (
+    SearchParam("optim.lr", "log", 1e-5, 1e-3),
+    SearchParam("optim.weight_decay", "log", 1e-5, 1e-2),
+    SearchParam("losses.triplet_margin", "float", 0.1, 0.6),
+    SearchParam("losses.triplet_weight", "choice", choices=(0.25, 0.5, 1.0)),
+    SearchParam("losses.label_smoothing", "float", 0.0, 0.3),
+)
+
+
+def lr_schedule(config: ViTConfig) -> LrCurve:
+    """The authors' timm ``CosineLRScheduler`` (per epoch, one cycle): linear from ``warmup_lr_init`` while
+    ``epoch < warmup_epochs``, then the cosine over ``t_initial`` epochs down to ``min_lr_ratio x lr``;
+    ``warmup_prefix`` False (theirs): the cosine's clock counts the warm-up's epochs."""
+    s, lr = config.schedule, config.optim.lr
+    return cosine(cycle_epochs=s.t_initial, min_factor=s.min_lr_ratio, warmup_epochs=s.warmup_epochs,
+                  warmup_start=s.warmup_lr_init / lr, warmup_prefix=s.warmup_prefix)
+
+
+def lr_at(config: ViTConfig, epoch: int) -> float:
+    """The learning rate of ``epoch``."""
+    return config.optim.lr * lr_schedule(config)(epoch)
