@@ -109,6 +109,7 @@ def aws_dummies(tmp_path, monkeypatch):
         monkeypatch.delenv(key, raising=False)
 
 
+@pytest.mark.slow
 def test_the_launchers_bootstrap_under_moto(aws_dummies):
     """What `ray up` does before launching anything: merge defaults, ask EC2 for the instance types'
     resources, create the key pair and security group, validate. No default IAM role may be created."""

@@ -1,4 +1,5 @@
-"""The convert CLI as users run it: ``python -m reid_core.data.convert <format> ...`` in a subprocess."""
+"""The convert command as users run it: ``python -m reid_core convert <format> ...`` in a subprocess (and its
+older spelling ``python -m reid_core.data.convert``)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ from PIL import Image
 from reid_core.data import manifest
 
 
-def convert(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reid_core.data.convert", *map(str, args)],
-                          capture_output=True, text=True, timeout=60)
+def convert(*args: str | Path, module: tuple[str, ...] = ("reid_core", "convert")) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *module, *map(str, args)], capture_output=True, text=True, timeout=60)
 
 
 def image(path: Path) -> None:
@@ -111,3 +111,14 @@ def test_manifest_problem_exits_nonzero_with_validator_message(tmp_path):
 def test_missing_required_option_is_a_usage_error(tmp_path):
     result = convert("folders", "--root", tmp_path, "--out", tmp_path / "m.parquet")
     assert result.returncode == 2 and "--species" in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: the following arguments are required: --species (see reid convert folders --help)"]
+
+
+def test_the_older_module_spelling_runs_the_same_command(tmp_path):
+    image(tmp_path / "lynx" / "a" / "1.jpg")
+    out = tmp_path / "m.parquet"
+    result = convert("folders", "--root", tmp_path / "lynx", "--out", out, "--species", "lynx",
+                     module=("reid_core.data.convert",))
+    assert result.returncode == 0, result.stderr
+    assert f"wrote 1 rows to {out}" in result.stdout and manifest.read(str(out)).height == 1

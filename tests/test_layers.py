@@ -11,6 +11,9 @@ import networkx as nx
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "reid_core"
+# Aliases that only start the command-line app, as workflows/*.py do from outside the package:
+# ``python -m reid_core`` and the older spelling ``python -m reid_core.data.convert``.
+ENTRY_POINTS = {"reid_core.__main__", "reid_core.data.convert"}
 
 
 def module_name(path: Path) -> str:
@@ -79,7 +82,7 @@ def test_the_import_reader_sees_local_relative_and_from_imports():
 
 def test_no_import_circle():
     circles = sorted(sorted(c) for c in nx.strongly_connected_components(graph()) if len(c) > 1)
-    assert circles == []
+    assert not circles, f"modules that import each other (directly or round a circle): {circles}"
 
 
 def test_every_pipelines_module_is_ray_orchestration():
@@ -93,17 +96,31 @@ def test_every_pipelines_module_is_ray_orchestration():
         more = {n for n in pipelines - on_ray if imports(n) & on_ray}
         on_ray |= more
         grown = bool(more)
-    assert sorted(pipelines - on_ray) == []
+    without = sorted(pipelines - on_ray)
+    assert not without, f"pipelines modules that use no Ray (move them to the layer they belong to): {without}"
 
 
 def test_only_pipelines_and_the_engine_session_import_ray():
     allowed = {"reid_core.engine.session"}
-    assert sorted(n for n in importers_of("ray") if not inside(n, "reid_core.pipelines") and n not in allowed) == []
+    outside = sorted(n for n in importers_of("ray") if not inside(n, "reid_core.pipelines") and n not in allowed)
+    assert not outside, f"Ray imported outside pipelines and engine/session.py: {outside}"
 
 
 def test_only_tracking_imports_mlflow():
-    assert sorted(n for n in importers_of("mlflow") if not inside(n, "reid_core.tracking")) == []
+    outside = sorted(n for n in importers_of("mlflow") if not inside(n, "reid_core.tracking"))
+    assert not outside, f"MLflow imported outside tracking (use reid_core.tracking): {outside}"
 
 
 def test_argument_parsing_only_in_cli():
-    assert sorted(n for n in importers_of("argparse") if not inside(n, "reid_core.cli")) == []
+    outside = sorted(n for n in importers_of("argparse") if not inside(n, "reid_core.cli"))
+    assert not outside, f"argparse imported outside reid_core/cli: {outside}"
+
+
+def test_only_the_command_line_builds_on_pipelines_and_nothing_on_the_command_line():
+    """lifecycle and reports stay usable without Ray: they never reach it through a pipelines module."""
+    on_pipelines = sorted(n for n in modules() if not inside(n, "reid_core.pipelines", "reid_core.cli")
+                          and any(inside(i, "reid_core.pipelines") for i in imports(n)))
+    assert not on_pipelines, f"modules below the command line that import pipelines: {on_pipelines}"
+    on_cli = sorted(n for n in modules() if not inside(n, "reid_core.cli") and n not in ENTRY_POINTS
+                    and any(inside(i, "reid_core.cli") for i in imports(n)))
+    assert not on_cli, f"modules outside reid_core/cli that import it: {on_cli}"

@@ -87,6 +87,7 @@ def published(tiny_synthetic, tmp_path_factory):
     return version, out / "pictures", inputs
 
 
+@pytest.mark.slow
 def test_the_training_run_names_its_manifest(published, tiny_synthetic):
     version, _, inputs = published
     rows = manifest.read(tiny_synthetic).filter(pl.col("species") == "tiger")
@@ -94,6 +95,7 @@ def test_the_training_run_names_its_manifest(published, tiny_synthetic):
     assert version.tags["data_version"] == inputs[0].dataset.digest
 
 
+@pytest.mark.slow
 def test_a_published_model_names_its_pictures_and_they_exist(published, tiny_synthetic):
     version, folder, _ = published
     assert version.tags["pictures"] == f"runs:/{version.run_id}/pictures"

@@ -51,6 +51,7 @@ def test_passes_gate_allows_ties_and_tolerance():
     assert passes_gate(0.49, 0.5, tolerance=0.02) and not passes_gate(0.47, 0.5, tolerance=0.02)
 
 
+@pytest.mark.slow
 def test_promotion_lifecycle(store, monkeypatch, capsys):
     settings, manifest_uri, models = store
     good = direct_metrics(models[2], manifest_uri, "tiger")
@@ -138,6 +139,7 @@ def test_promotion_lifecycle(store, monkeypatch, capsys):
     assert "| 3 | candidate |" in listing and "| 1 | production |" in listing and "gate_passed" in listing
 
 
+@pytest.mark.slow
 def test_errors_name_the_model_the_version_and_the_fix(store, monkeypatch, capsys, tmp_path):
     settings, manifest_uri, _ = store
     with pytest.raises(tracking.ModelNotFoundError, match=r"'reid-dve-lynx' does not exist; registered models: "

@@ -14,6 +14,7 @@ from reid_core.lifecycle.train_and_register import in_process, train_and_registe
 from reid_core.settings import Settings
 
 
+@pytest.mark.slow
 def test_a_job_is_trained_logged_and_registered_in_process(tiny_synthetic, tmp_path):
     settings = Settings.from_env({"REID_HOME": str(tmp_path / "home")})
     job = TrainJob(manifest=tiny_synthetic, species="tiger", preset=TINY_PRESET, use_masked=False,

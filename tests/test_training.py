@@ -25,6 +25,7 @@ def _job(manifest: str, epochs: int) -> TrainJob:
                     overrides={**TINY_DVE, "schedule.epochs": epochs})
 
 
+@pytest.mark.slow
 def test_local_training_checkpoints_every_epoch_and_resumes(tiny_synthetic, tmp_path):
     session = LocalSession(tmp_path / "run")
     progress = train(_job(tiny_synthetic, 2), session)

@@ -95,6 +95,7 @@ def test_two_species_matrix_logged_with_changes(store, ray_local, tmp_path):
     assert client.get_run(second.run_id).data.tags["previous_run_id"] == first.run_id
 
 
+@pytest.mark.slow
 def test_cli_errors_name_the_missing_model_and_the_missing_split(store, monkeypatch, capsys, tmp_path):
     settings, manifest_uri, _ = store
     monkeypatch.setenv("REID_HOME", str(settings.home))

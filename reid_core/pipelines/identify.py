@@ -108,14 +108,13 @@ def parse_model(spec: str) -> tuple[str, str | None, str | None]:
 
 
 def resolve_model(spec: str, settings: Settings) -> ResolvedModel:
-    import mlflow
-
+    from reid_core.tracking.models import model_metadata
     from reid_core.tracking.versions import get_version
 
     name, version, alias = parse_model(spec)
     found = get_version(name, version=version, alias=alias, settings=settings)
     uri = f"models:/{name}/{found.version}"
-    metadata: dict[str, Any] = mlflow.models.get_model_info(uri).metadata or {}
+    metadata: dict[str, Any] = model_metadata(uri, settings)
     if "species" not in metadata:
         raise ValueError(f"{uri} has no species in its metadata; publish models with reid_core.lifecycle.publish")
     return ResolvedModel(name, str(found.version), uri, metadata, dict(found.tags))
