@@ -148,7 +148,10 @@ def tuning_job(request: TuneRequest, species: str) -> TrainJob:
     """The training every trial of ``species`` runs, before the sampled values are applied."""
     fixed = dict(request.overrides)
     if request.epochs:
-        fixed[get_method(request.method).epochs_key] = request.epochs
+        epochs_key = get_method(request.method).epochs_key
+        if epochs_key is None:
+            raise ValueError(f"method {request.method!r} trains nothing, so it takes no epochs; leave --epochs out")
+        fixed[epochs_key] = request.epochs
     return TrainJob(manifest=request.manifest, species=species, method=request.method, preset=request.preset,
                     overrides=fixed, seed=request.seed, use_masked=request.use_masked, use_gpu=request.use_gpu,
                     cache_images=request.cache_images)
