@@ -54,20 +54,9 @@ def job_from_args(args: argparse.Namespace) -> PartMaskJob:
 
 
 def format_report(report: PartMaskReport) -> str:
-    from reid_core.reports.tables import markdown_table
+    from reid_core.reports.stage_report import stage_report_text
 
-    row = {"rows": report.rows, "selected": report.selected, "skipped (done)": report.skipped,
-           "to process": report.to_process}
-    if not report.dry_run:
-        row |= {"processed": report.processed, "failed": report.failed,
-                "images/s": "-" if report.images_per_s is None else round(report.images_per_s, 1)}
-    lines = [markdown_table([row])]
-    if report.statuses:
-        lines.append("statuses: " + ", ".join(f"{k} {v}" for k, v in report.statuses.items()))
-    lines += [f"failed {image_id}: {error}" for image_id, error in report.failures]
-    lines += [f"note: {n}" for n in report.notes]
-    lines.append(("would write " if report.dry_run else "wrote ") + f"{report.output} and {report.manifest_out}")
-    return "\n".join(lines)
+    return stage_report_text(report)
 
 
 def main(argv: list[str]) -> int:

@@ -81,28 +81,10 @@ def job_from_args(args: argparse.Namespace) -> SegmentJob:
 
 
 def format_report(report: SegmentReport) -> str:
-    from reid_core.reports.tables import markdown_table
+    from reid_core.reports.stage_report import rounded, stage_report_text
 
-    def r(x, n=2):
-        return "-" if x is None else round(x, n)
-
-    row = {"rows": report.rows, "selected": report.selected, "skipped (done)": report.skipped,
-           "to process": report.to_process}
-    if not report.dry_run:
-        row |= {"processed": report.processed, "failed": report.failed, "images/s": r(report.images_per_s),
-                "images/s after 1st batch": r(report.images_per_s_after_first_batch),
-                "start-up s": r(report.ray_init_s + (report.first_batch_s or 0)),
-                "IoU vs ref": r(report.iou_mean, 3)}
-    lines = [markdown_table([row])]
-    if report.statuses:
-        lines.append("statuses: " + ", ".join(f"{k} {v}" for k, v in report.statuses.items()))
-    if report.converted:
-        lines.append("converted: " + ", ".join(f"{k} {v}" for k, v in report.converted.items()))
-    for image_id, error in report.failures:
-        lines.append(f"failed {image_id}: {error}")
-    lines += [f"note: {n}" for n in report.notes]
-    lines.append(("would write " if report.dry_run else "wrote ") + f"{report.output} and {report.manifest_out}")
-    return "\n".join(lines)
+    converted = ["converted: " + ", ".join(f"{k} {v}" for k, v in report.converted.items())] if report.converted else []
+    return stage_report_text(report, {"IoU vs ref": rounded(report.iou_mean, 3)}, converted)
 
 
 def main(argv: list[str]) -> int:

@@ -315,6 +315,7 @@ def run_tuning(request: TuneRequest, settings: Settings) -> pl.DataFrame:
         if request.resume:
             _resumed_sweep(request, species, settings)
         checked_rows(request, species)
+        SearchSpace(request.method, request.bounds, species)  # unknown or malformed --bound
     init_ray(settings, verbose=request.verbose)
     results = [tune_species(request, species, settings) for species in request.species]
     return pl.DataFrame([r.row() for r in results])
