@@ -117,9 +117,9 @@ def main(argv: list[str]) -> int:
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. MLflow store: {settings.tracking_uri}\n"
           "Open the UI with `make ui` -> http://127.0.0.1:5000 (experiment 'reid-dve'; registered models "
           "reid-dve-<species> with the alias 'candidate'). Promote one with "
-          "`python workflows/promote.py --model reid-dve-tiger --alias candidate`.")
+          "`reid promote --model reid-dve-tiger --alias candidate`.")
     photos, gallery = identify_example(masked_manifest, settings)
     print("Identify new photos with it: the tiger test split's query photos against a gallery of its other "
           f"photos without {HELD_OUT_INDIVIDUALS} individuals, which should come out as new:\n"
-          f"  python workflows/identify.py --model reid-dve-tiger@candidate --images {photos} --gallery {gallery}")
+          f"  reid identify --model reid-dve-tiger@candidate --images {photos} --gallery {gallery}")
     return 0
