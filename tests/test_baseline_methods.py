@@ -239,14 +239,16 @@ def test_arcface_optimizer_groups_and_schedule():
 
 def test_vit_optimizer_and_pawvit_schedule():
     config = get_method("vit").config("paper")
-    # timm CosineLRScheduler(t_initial=47, lr_min=0.8 lr, warmup_t=2.5, warmup_lr_init=1.7e-7), by hand
+    # timm CosineLRScheduler(t_initial=47, lr_min=0.8 lr, warmup_t=2.5, warmup_lr_init=1.7e-7,
+    # warmup_prefix=True), by hand: after the warm-up the cosine runs on t - 2.5
     lr, w0 = 8.5e-5, 1.7e-7
-    assert config.schedule.t_initial == 47
+    assert config.schedule.t_initial == 47 and config.schedule.warmup_prefix
     assert vit_lr_at(config, 0) == pytest.approx(w0)
     assert vit_lr_at(config, 1) == pytest.approx(w0 + (lr - w0) / 2.5)  # 3.4102e-5
     assert vit_lr_at(config, 2) == pytest.approx(6.8034e-5)
-    assert vit_lr_at(config, 3) == pytest.approx(6.8e-5 + 0.5 * 1.7e-5 * (1 + math.cos(3 * math.pi / 47)))
-    assert vit_lr_at(config, 47) == vit_lr_at(config, 49) == pytest.approx(6.8e-5)
+    assert vit_lr_at(config, 3) == pytest.approx(6.8e-5 + 0.5 * 1.7e-5 * (1 + math.cos(0.5 * math.pi / 47)))
+    assert vit_lr_at(config, 49) == pytest.approx(6.8e-5 + 0.5 * 1.7e-5 * (1 + math.cos(46.5 * math.pi / 47)))
+    assert vit_lr_at(config, 50) == pytest.approx(6.8e-5)  # the cosine ends at epoch 49.5
 
     tiny_config = tiny("vit")
     network = get_method("vit").build(tiny_config, 4)

@@ -150,6 +150,37 @@ def test_forward_shapes_and_head_dimensions_follow_the_backbone(method):
     assert stock.dve_stage == 1 and stock.dve_features(torch.randn(1, 3, 64, 64)).shape[-1] == 16
 
 
+def test_separate_dve_passes_give_source_and_target_their_own_batch_statistics(method):
+    net = method.build(tiny_config(method), num_classes=4).train()
+    gen = torch.Generator().manual_seed(0)
+    images, source = torch.randn(4, 3, 64, 64, generator=gen), torch.randn(4, 3, 64, 64, generator=gen)
+    target = 0.5 * torch.randn(4, 3, 64, 64, generator=gen) + 1.0  # other batch statistics than the source's
+    with torch.no_grad():
+        separate = net(images, dve_images=(source, target))["dve"]
+        two_calls = torch.cat([net.dve_features(source), net.dve_features(target)])  # AER: dve_forward twice
+        joint = net(images, dve_images=torch.cat([source, target]))["dve"]
+    assert torch.allclose(separate, two_calls, atol=1e-6)
+    assert (separate - joint).norm() > 0.05 * joint.norm()  # one BN batch of both: other descriptors
+    net.eval()  # running statistics: the batch no longer matters
+    with torch.no_grad():
+        assert torch.allclose(net(images, dve_images=(source, target))["dve"],
+                              net(images, dve_images=torch.cat([source, target]))["dve"], atol=1e-5)
+
+
+@pytest.mark.parametrize(("preset", "separate", "trunk_batches"), [("paper", True, [8, 8, 8]), ("cpu", False, [8, 16])])
+def test_the_paper_preset_passes_the_pairs_halves_separately_through_the_trunk(method, preset, separate,
+                                                                               trunk_batches):
+    config = method.config(preset, {**TINY, "schedule.warmup_epochs": 0})
+    assert config.losses.dve_separate_passes is separate
+    net = method.build(config, num_classes=4)
+    batches = []
+    net.trunk.register_forward_hook(lambda _module, args, _out: batches.append(args[0].shape[0]))
+    [stage] = method.stages(config, net, [1])
+    stage.on_epoch_start(net, 0)
+    _, logs = stage.step(net, tiny_batch(per_class=2, sides=DVE_SIDES), 0)
+    assert batches == trunk_batches and logs["loss_dve"] > 0  # re-ID pass, then the DVE source and target
+
+
 def test_heads_use_aer_initialisation(method):
     torch.manual_seed(0)
     net = method.build(tiny_config(method), num_classes=300)

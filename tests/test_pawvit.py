@@ -25,8 +25,9 @@ from reid_core.methods.contract import BatchSpec, StageContext, StagePlan
 from reid_core.methods.pawvit import PawViTMethod
 from reid_core.methods.pawvit import backbone as pawvit_backbone
 from reid_core.methods.pawvit.backbone import resize_grid_embedding
+from reid_core.methods.pawvit.config import Losses
 from reid_core.methods.pawvit.figures import CAPTION, GAP, TILE, TITLE, part_attention_maps, token_names
-from reid_core.methods.pawvit.losses import part_orientation_loss
+from reid_core.methods.pawvit.losses import part_orientation_loss, pawvit_loss
 from reid_core.methods.pawvit.network import AggregationBlock, ATMDecoder
 from reid_core.methods.pawvit.recipe import lr_at
 from reid_core.methods.pawvit.targets import merge_table, part_targets, part_visibility
@@ -92,15 +93,28 @@ def test_registered_with_the_paper_defaults():
         pawvit.config("cpu", {"parts.k": 3})
 
 
-def test_the_schedule_is_the_papers_warm_up_then_the_authors_cosine_to_0_8_lr():
+def test_the_schedule_is_the_papers_warm_up_then_the_authors_prefixed_cosine_to_0_8_lr():
     config = method().config("paper")
     lr, w0 = 8.5e-5, 1.7e-7
     assert config.schedule.warmup_epochs == 3 and config.schedule.t_initial == 47  # paper: 3 epochs
+    assert config.schedule.warmup_prefix  # the authors' timm warmup_prefix=True: the cosine on t - 3
     assert lr_at(config, 0) == pytest.approx(w0)
     assert lr_at(config, 1) == pytest.approx(w0 + (lr - w0) / 3)
-    assert lr_at(config, 3) == pytest.approx(6.8e-5 + 0.5 * 1.7e-5 * (1 + math.cos(3 * math.pi / 47)))
-    assert lr_at(config, 47) == lr_at(config, 49) == pytest.approx(0.8 * lr)  # lr_min = 0.8 lr
+    assert lr_at(config, 2) == pytest.approx(w0 + 2 * (lr - w0) / 3)
+    assert lr_at(config, 3) == pytest.approx(lr)  # t = 0: the cosine's top
+    assert lr_at(config, 4) == pytest.approx(6.8e-5 + 0.5 * 1.7e-5 * (1 + math.cos(math.pi / 47)))
+    assert lr_at(config, 49) == pytest.approx(6.8e-5 + 0.5 * 1.7e-5 * (1 + math.cos(46 * math.pi / 47)))
+    assert lr_at(config, 49) > 0.8 * lr and lr_at(config, 50) == pytest.approx(0.8 * lr)  # lr_min = 0.8 lr
     assert method().config("paper", {"schedule.warmup_epochs": 2.5}).schedule.t_initial == 47  # the code's
+    # without the prefix the cosine counts the warm-up's epochs and reaches 0.8 lr at epoch 47
+    unprefixed = method().config("paper", {"schedule.warmup_prefix": False})
+    assert lr_at(unprefixed, 3) == pytest.approx(6.8e-5 + 0.5 * 1.7e-5 * (1 + math.cos(3 * math.pi / 47)))
+    assert lr_at(unprefixed, 47) == lr_at(unprefixed, 49) == pytest.approx(0.8 * lr)
+    # the cpu preset keeps the unprefixed curve: lr 5e-4, floor 0.1 lr from t_initial = 29 on
+    cpu = method().config("cpu")
+    assert not cpu.schedule.warmup_prefix and cpu.schedule.t_initial == 29
+    assert lr_at(cpu, 1) == pytest.approx(5e-5 + 0.5 * 4.5e-4 * (1 + math.cos(math.pi / 29)))
+    assert lr_at(cpu, 29) == pytest.approx(5e-5)
 
 
 def test_the_search_space_is_data_over_config_keys_that_accept_its_ranges():
@@ -322,6 +336,49 @@ def test_class_weights_come_from_each_batch_and_an_absent_class_weighs_nothing()
     q = torch.softmax(predictions.detach(), 1)
     absent = (-math.log(1e-6 / (float(q[0, 2].sum()) + 1e-6))) ** 1.2
     assert float(terms["dice"].detach()) > absent / 6
+
+
+def _absent_part_case(p1: float, floor: float) -> tuple[float, torch.Tensor]:
+    """exp-log loss of one 11 x 11 image (121 px) that is all class 0, predicting p1 for the absent class 1
+    everywhere (no softmax, gamma_dice 1): the Dice term and the gradient on class 1's channel."""
+    targets = torch.stack([torch.ones(11, 11), torch.zeros(11, 11)])[None]
+    p = torch.stack([torch.full((11, 11), 1 - p1), torch.full((11, 11), p1)])[None].requires_grad_()
+    total, terms = exp_log_loss(p, targets, softmax=False, gamma_dice=1.0, dice_floor=floor)
+    total.backward()
+    return float(terms["dice"].detach()), p.grad[0, 1]
+
+
+def test_the_codes_dice_floor_makes_an_absent_parts_term_a_constant_without_gradient():
+    eps = 1e-6
+    # predicted mass of the absent class 0.9 x 121 = 108.9 px > 100: its Dice eps / (108.9 + eps) < 1e-8
+    present = -math.log((2 * 12.1 + eps) / (12.1 + 121 + eps))  # class 0: sum p t = 12.1, sum p + t = 133.1
+    dice, grad = _absent_part_case(0.9, floor=1e-8)  # the authors' clamp
+    assert dice == pytest.approx((present - math.log(1e-8)) / 2, rel=1e-5)
+    assert torch.equal(grad, torch.zeros(11, 11))  # the constant -ln 1e-8: nothing pushes the mass down
+    dice, grad = _absent_part_case(0.9, floor=0.0)  # the paper's formula
+    assert dice == pytest.approx((present - math.log(eps / (108.9 + eps))) / 2, rel=1e-5)
+    # d/dp of w_dice x (1/2) x -ln(eps / (sum p + eps)) = 0.5 x 0.5 / (sum p + eps) at every pixel
+    assert torch.allclose(grad, torch.full((11, 11), 0.25 / (108.9 + eps)), rtol=1e-5)
+    # under 100 px of predicted mass (0.5 x 121 = 60.5) the floor does not bind: both agree
+    (clamped, clamped_grad), (plain, plain_grad) = _absent_part_case(0.5, 1e-8), _absent_part_case(0.5, 0.0)
+    assert clamped == plain and torch.equal(clamped_grad, plain_grad) and plain_grad.abs().min() > 0
+
+
+def test_the_paper_preset_takes_the_codes_dice_floor_and_the_cpu_preset_the_papers_formula():
+    assert method().config("paper").losses.seg_dice_floor == 1e-8
+    assert method().config("cpu").losses.seg_dice_floor == 0.0
+    # pawvit_loss hands the key to the exp-log loss: masks whose absent class 1 holds ~121 of 121 px
+    targets = torch.stack([torch.ones(11, 11), torch.zeros(11, 11)])[None].expand(4, -1, -1, -1)
+    masks = torch.stack([torch.zeros(11, 11), torch.full((11, 11), 8.0)])[None].expand(4, -1, -1, -1)
+    out = {"logits": torch.zeros(4, 2), "features": torch.randn(4, 8), "masks": masks,
+           "orientation": torch.zeros(4, 1)}
+    labels, sides = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1])
+    for floor in (1e-8, 0.0):
+        _, parts = pawvit_loss(out, labels, sides, targets, Losses(seg_dice_floor=floor))
+        _, terms = exp_log_loss(masks, targets, dice_floor=floor)
+        assert float(parts["loss_seg_dice"]) == pytest.approx(float(terms["dice"]))
+    clamped = pawvit_loss(out, labels, sides, targets, Losses())[1]["loss_seg_dice"]
+    assert float(clamped) < float(parts["loss_seg_dice"])  # the floor caps the absent class's -ln Dice
 
 
 # -- part targets, visibility, orientation ------------------------------------------------------------

@@ -33,6 +33,22 @@ def test_warmup_multistep_multiplies_the_warm_up_by_the_decay():
     assert [curve(e) for e in range(5)] == pytest.approx([0.2, 0.1 * 0.4, 0.1 * 0.6, 0.1 * 0.8, 0.1])
 
 
+def test_the_warm_up_prefix_starts_the_cosine_at_t_minus_warmup_as_timm():
+    # a fractional warm-up (PAW-ViT's code: 2.5 epochs): 0.1 -> 1 over 1.5 epochs, cosine over 4 to 0.2
+    def curve(prefix: bool) -> list[float]:
+        schedule = cosine(cycle_epochs=4, min_factor=0.2, warmup_epochs=1.5, warmup_start=0.1, warmup_prefix=prefix)
+        return [schedule(e) for e in range(7)]
+
+    def cos(t: float) -> float:
+        return 0.2 + 0.4 * (1 + math.cos(math.pi * t / 4))
+
+    warm_up = [0.1, 0.1 + 0.9 / 1.5]  # t < 1.5: linear, the same either way
+    # prefix: epochs 2..5 are t = 0.5, 1.5, 2.5, 3.5 of the cosine, which ends one warm-up later (epoch 5.5)
+    assert curve(True) == pytest.approx(warm_up + [cos(0.5), cos(1.5), cos(2.5), cos(3.5), 0.2])
+    # no prefix: the cosine runs on the epoch itself and ends at epoch 4
+    assert curve(False) == pytest.approx(warm_up + [cos(2), cos(3), 0.2, 0.2, 0.2])
+
+
 def test_cosine_with_prefix_and_delay_holds_the_lr_before_decaying():
     curve = cosine(cycle_epochs=4, min_factor=0.0, warmup_epochs=2, warmup_start=0.5, warmup_prefix=True,
                    delay_epochs=2)

@@ -3,7 +3,7 @@
 For predictions ``p`` and one-hot targets ``t`` of shape (B, C, H, W)::
 
     Dice_bc  = (2 sum_x p t + eps) / (sum_x (p + t) + eps)
-    L_Dice   = mean_{b,c} (-ln Dice_bc) ^ gamma_dice
+    L_Dice   = mean_{b,c} (-ln max(Dice_bc, dice_floor)) ^ gamma_dice
     w_c      = sqrt(sum_k f_k / f_c)             f_c: pixels of class c in the batch's targets
     L_Cross  = mean_{b,x} sum_c w_c t (-ln p_c(x)) ^ gamma_cross
     L        = w_dice L_Dice + w_cross L_Cross
@@ -12,6 +12,12 @@ as the authors' ``ExponentialLogarithmicLoss`` computes it (Dice per image and c
 included; class weights from each batch). A class with no pixel in the batch gets weight 0 (it has
 no ``t`` to weigh; sqrt(sum / 0) would turn the sum into NaN). ``softmax=True`` turns ``p`` into
 probabilities over the C channels first (the authors pass their sigmoid masks through a softmax).
+
+``dice_floor``: the authors clamp Dice at 1e-8 before the log (their ``ExponentialLogarithmicLoss``);
+the paper's formula has no floor (0 here). The floor binds on a class absent from an image (t = 0):
+its Dice is eps / (sum p + eps), under 1e-8 once the predicted mass sum p exceeds 100 pixels (with
+eps = 1e-6), and the clamped term is then the constant (-ln 1e-8) ^ gamma_dice without gradient,
+where the unclamped one keeps pushing the absent class's mass down.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ def exp_log_loss(
     gamma_cross: float = 1.2,
     softmax: bool = True,
     eps: float = 1e-6,
+    dice_floor: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss and its two terms (``dice``, ``cross``, unweighted) of (B, C, H, W) predictions."""
     if predictions.shape != targets.shape or predictions.ndim != 4:
@@ -46,7 +53,8 @@ def exp_log_loss(
     targets = targets.float()
     intersection = (probabilities * targets).sum(dim=(2, 3))
     dice = (2 * intersection + eps) / (probabilities.sum(dim=(2, 3)) + targets.sum(dim=(2, 3)) + eps)
-    dice_term = (-dice.log()).clamp_min(0).pow(gamma_dice).mean()  # dice >= eps / (sum p + eps) > 0
+    # dice >= eps / (sum p + eps) > 0; clamp_min passes no gradient to values under the floor
+    dice_term = (-dice.clamp_min(dice_floor).log()).clamp_min(0).pow(gamma_dice).mean()
     log_loss = (-probabilities.clamp_min(1e-12).log()).clamp_min(0).pow(gamma_cross)
     weights = class_weights(targets)[None, :, None, None]
     cross_term = (weights * targets * log_loss).sum(dim=1).mean()

@@ -53,7 +53,8 @@ def cosine(
 ) -> LrCurve:
     """timm's ``CosineLRScheduler`` (one cycle): linear warm-up from ``warmup_start`` over ``warmup_epochs``,
     then ``min + (1 - min) * (1 + cos(pi t / cycle_epochs)) / 2``, and ``min_factor`` from ``t = cycle_epochs``.
-    ``warmup_prefix``: the cosine's ``t`` starts after the warm-up (else it counts the warm-up's epochs).
+    ``warmup_prefix``: from ``t = warmup_epochs`` on the cosine runs on ``t - warmup_epochs`` (so it starts at
+    1 and ends ``warmup_epochs`` later); else on ``t`` itself, the warm-up's epochs counted in its cycle.
     ``delay_epochs``: fast-reid SBS's constant lr between the warm-up and the cosine (no timm equivalent:
     the cosine's clock is held at its start during those epochs)."""
     timm_curve = _timm_curve(CosineLRScheduler, first_index, t_initial=cycle_epochs, lr_min=min_factor,

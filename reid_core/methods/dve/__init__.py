@@ -17,8 +17,11 @@ Backbone (any timm ResNet-family model: ``legacy_seresnet50`` is the AER checkpo
   the same weights (only layer3 is strided under ``smallscale``).
 - DVE descriptors are taken from ``dve_stage`` (None: the deepest stage with output stride 4). With
   ``smallscale`` that is layer2, AER's choice ("3rd conv block", 56 x 56); without it, layer1.
-  AER runs the DVE images through a separate pass of the trunk, so they get their own BN batch
-  statistics; ``DVENet.forward`` does the same.
+  AER runs the DVE images through passes of the trunk separate from the re-ID pass, one for the pair's
+  source and one for its target (``dve_forward`` twice in its ``train.py``), so in train mode each gets
+  its own BN batch statistics. ``DVENet.forward`` always gives the DVE images a pass of their own; the
+  pair's two halves get one pass each with ``losses.dve_separate_passes`` (the ``paper`` preset, AER's)
+  or share one concatenated pass (the ``cpu`` preset), and their BN batch statistics with it.
 
 Presets, search space and lr schedule: ``recipe.py``; the trunk: ``reid_core.nn.resnet_trunk``.
 Training (``training.py``): SGD Nesterov, heads at ``lr`` and the backbone at ``lr * 0.1``, step decay x0.1 after 2/3 of the epochs, and a warm-up of 3 epochs with the backbone frozen

@@ -89,6 +89,9 @@ class Losses(Section):
     dve_power: float = 0.5  # ||g(u) - v|| ** power
     dve_chunk: int | None = 8  # images per bmm chunk in the DVE loss (memory bound)
     dve_checkpoint: bool = False  # recompute DVE chunks in backward (less memory at 224 px)
+    # AER's train.py: the pair's source and target images each through their own trunk pass (dve_forward
+    # twice), so in train mode each gets its own BN batch statistics; False: one pass of both concatenated
+    dve_separate_passes: bool = True
 
 
 class TPS(Section):

@@ -29,7 +29,9 @@ class DVENet(nn.Module):
     ``forward(images, dve_images=None)`` returns a dict: ``embedding`` (BN1d output, the test-time f),
     ``features`` (after dropout: what the classifiers and the circle loss see in training),
     ``logits_id``, ``logits_lr`` and, when ``dve_images`` is given, ``dve`` (descriptors of those images
-    from their own trunk pass). Training goes through one ``forward`` call so DDP syncs every gradient.
+    from their own trunk pass; a sequence of batches gets one trunk pass per batch, so in train mode each
+    has its own BN batch statistics, and their descriptors concatenated in that order). Training goes
+    through one ``forward`` call so DDP syncs every gradient.
     """
 
     def __init__(
@@ -82,7 +84,9 @@ class DVENet(nn.Module):
             raise RuntimeError("this DVENet was built without a DVE head (dve_dim=0 or lambda_dve=0)")
         return self.dve_head(self.trunk(images, upto=self.dve_stage))
 
-    def forward(self, images: torch.Tensor, dve_images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, dve_images: torch.Tensor | Sequence[torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
         embedding = self.embed(images)
         features = self.dropout(embedding)
         out = {
@@ -91,8 +95,10 @@ class DVENet(nn.Module):
             "logits_id": self.classifier(features),
             "logits_lr": self.orientation(features),
         }
-        if dve_images is not None:
+        if isinstance(dve_images, torch.Tensor):
             out["dve"] = self.dve_features(dve_images)
+        elif dve_images is not None:
+            out["dve"] = torch.cat([self.dve_features(batch) for batch in dve_images])
         return out
 
 

@@ -82,7 +82,10 @@ def compute_loss(
     sides = torch.full_like(labels, UNKNOWN_SIDE) if sides is None else sides.to(images.device).long()
     reid_images, sides = flip_batch(images, sides, augment.flip_p, augment.flip_mode, generator)
     pair = warper(images, generator) if losses.lambda_dve > 0 else None
-    out = model(reid_images, dve_images=None if pair is None else torch.cat([pair.im2, pair.im1]))
+    dve_images = None
+    if pair is not None:  # source im2, target im1: separately as AER's two dve_forward calls, or as one batch
+        dve_images = (pair.im2, pair.im1) if losses.dve_separate_passes else torch.cat([pair.im2, pair.im1])
+    out = model(reid_images, dve_images=dve_images)
 
     loss_id = identity_loss(out["logits_id"], labels, losses.label_smoothing)
     loss_lr = orientation_loss(out["logits_lr"], sides, losses.label_smoothing)

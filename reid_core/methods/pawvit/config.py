@@ -6,7 +6,13 @@ The input, backbone, batch and optimiser sections are the ``vit`` baseline's (th
 rest: the paper (sections 3 and 4.2) and the authors' code (``shared/reference/algorithms.md`` section 2,
 eugeniodias5/PAW-ViT, ATRW config).
 
-Where paper and code disagree the default is the paper's and the config offers the code's:
+Where paper and code disagree the default is the paper's and the config offers the code's, except for
+two departures of earlier versions from the code, where the default is now the code's (issue 20):
+- the exp-log loss's Dice floor: the code clamps Dice at 1e-8 before the log, so a part absent from an
+  image with a predicted mass over 100 pixels (always at 64 x 64) adds a constant without gradient; the
+  paper's formula has no floor (``losses.seg_dice_floor``: 1e-8 code, 0 paper);
+- the cosine after the warm-up: the code's timm scheduler runs it on ``t - warmup`` (``warmup_prefix=True``);
+  a cosine counting the warm-up's epochs is ``schedule.warmup_prefix=False`` (the ViT baseline's too);
 - warm-up: paper 3 epochs, code 2.5 (``schedule.warmup_epochs``);
 - orientation loss averaging: paper Eq. 3 averages each image's BCE over its visible parts (then over
   the batch's images), the code averages each part over its visible images, then over the parts seen
@@ -54,6 +60,8 @@ class Losses(Section):
     seg_gamma_dice: float = Field(1.2, gt=0)
     seg_gamma_cross: float = Field(1.2, gt=0)
     seg_softmax: bool = True  # softmax over the K+1 ATM masks (code); False: the sigmoid masks as they are
+    # Dice clamped at this floor before the log (code: 1e-8, a constant for absent parts); 0: the paper's formula
+    seg_dice_floor: float = Field(1e-8, ge=0, lt=1)
 
 
 class PawViTConfig(MethodConfig):

@@ -48,7 +48,7 @@ def pawvit_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, sides: torch
     loss_triplet = batch_hard_triplet_loss(out["features"], labels, losses.triplet_margin, losses.triplet_distance)
     loss_seg, seg_terms = exp_log_loss(out["masks"], targets, w_dice=losses.seg_w_dice, w_cross=losses.seg_w_cross,
                                        gamma_dice=losses.seg_gamma_dice, gamma_cross=losses.seg_gamma_cross,
-                                       softmax=losses.seg_softmax)
+                                       softmax=losses.seg_softmax, dice_floor=losses.seg_dice_floor)
     loss_orientation = part_orientation_loss(out["orientation"], sides, part_visibility(targets),
                                              losses.orientation_average)
     total = (losses.lambda_seg * loss_seg + losses.alpha * loss_triplet

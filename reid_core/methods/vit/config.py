@@ -16,7 +16,9 @@ config, and the paper's section 4.2):
 - P x K = 8 x 16 (``RandomIdentitySampler``, batch 128, 16 instances);
 - AdamW lr 8.5e-5, weight decay 5e-4 on everything; 50 epochs of timm's per-epoch cosine schedule:
   warm-up from 1.7e-7 over 2.5 epochs, ``t_initial = int(50 - 2.5) = 47``, ``lr_min = 0.8 lr`` (so the lr
-  only falls by 20%), no warm-up prefix (the cosine is already counted during the warm-up).
+  only falls by 20%), with timm's warm-up prefix (``optimizer/make_optimizer.py``: ``warmup_prefix=True``):
+  after the warm-up the cosine runs on ``t - 2.5``, so it ends at epoch 49.5, one warm-up later than a
+  cosine on ``t`` (``schedule.warmup_prefix=False``, what earlier versions ran; up to 1.7% of the lr apart).
 - The feature: the baseline has a [CLS] token (PAW-ViT replaces it by part tokens): the CLS token after
   the final LayerNorm; at test time the L2-normalised pre-BN feature (PAW-ViT's ``infer``).
 """
@@ -79,8 +81,8 @@ class ViTSchedule(Schedule):
     epochs: Count = 50
     warmup_epochs: NonNegativeFloat = 2.5  # linear from warmup_lr_init to lr (timm warmup_t)
     warmup_lr_init: NonNegativeFloat = 1.7e-7
-    # timm's warmup_prefix: the cosine starts after the warm-up (True) or counts its epochs (False: the authors')
-    warmup_prefix: bool = False
+    # timm's warmup_prefix: the cosine's t starts after the warm-up (True: the authors') or counts its epochs
+    warmup_prefix: bool = True
     min_lr_ratio: float = Field(0.8, ge=0, le=1)  # cosine floor lr_min = ratio x lr
     cosine_epochs: int | None = Field(None, ge=1)  # timm t_initial; None: int(epochs - warmup_epochs)
 
