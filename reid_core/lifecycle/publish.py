@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +12,7 @@ from torch import nn
 from reid_core import tracking
 from reid_core.data.dataset import images_to_evaluate, select_images
 from reid_core.engine.evaluate import embed_manifest, evaluate_split, protocol_for
-from reid_core.lifecycle.open_set_calibration import IDENTITY_COLUMN, calibrate
+from reid_core.lifecycle import open_set_calibration
 from reid_core.lifecycle.pictures import log_model_pictures
 from reid_core.lifecycle.restore import Restored
 from reid_core.methods.contract import Method
@@ -48,18 +47,17 @@ def test_metrics(restored: Restored, rows: pl.DataFrame, use_masked: bool) -> di
     return {f"test.{k}": float(v) for k, v in metrics.items()}
 
 
-def open_set_threshold(restored: Restored, rows: pl.DataFrame, use_masked: bool) -> dict[str, str]:
-    """The version tags of the open-set threshold calibrated on the validation split (none when that
-    split cannot give one: fewer than two individuals)."""
-    val = rows.filter(pl.col("split") == "val")
-    images = images_to_evaluate(val, use_masked, "val")
-    if images.rows[IDENTITY_COLUMN].n_unique() < 2:
-        warnings.warn(f"no open-set threshold: the validation split has {images.rows[IDENTITY_COLUMN].n_unique()} "
-                      "individual(s); identify will need --threshold", stacklevel=2)
-        return {}
-    features = embed_manifest(restored.method, restored.model, images.rows,
-                              restored.method.eval_transform(restored.config), column=images.column)
-    return calibrate(features, images.rows).tags()
+def identification_calibration(restored: Restored, rows: pl.DataFrame, use_masked: bool,
+                               matchers: tuple[str, ...]) -> open_set_calibration.OpenSetCalibration | None:
+    """Scores to probabilities and the known/new operating points, fitted on the validation split (individuals
+    the model did not train on) on the images the model sees (masked where it was trained masked)."""
+    images = images_to_evaluate(rows.filter(pl.col("split") == "val"), use_masked, "val")
+
+    def embed(val: pl.DataFrame) -> np.ndarray:
+        return embed_manifest(restored.method, restored.model, val, restored.method.eval_transform(restored.config),
+                              column=images.column)
+
+    return open_set_calibration.calibrate_validation(embed, images.rows, images.column, matchers)
 
 
 def preprocessing(rows: pl.DataFrame, use_masked: bool) -> dict:
@@ -79,10 +77,12 @@ def publish(
     tags: dict[str, str],
     use_masked: bool = True,
     alias: str = tracking.CANDIDATE,
+    matchers: tuple[str, ...] = open_set_calibration.DEFAULT_MATCHERS,
     settings: Settings | None = None,
 ) -> Published:
-    """Evaluate on the test split, log the metrics and the embedding model to run ``run_id``, register it
-    as a new version of ``reid-<method>-<species>`` with ``alias``, and attach its pictures."""
+    """Evaluate on the test split, log the metrics and the embedding model to run ``run_id``, calibrate
+    identification on the validation split (the global model and ``matchers``), register it as a new version
+    of ``reid-<method>-<species>`` with ``alias``, and attach its pictures."""
     metrics = test_metrics(restored, rows, use_masked)
     tracking.log_metrics(run_id, metrics, settings=settings)
     spec = restored.method.input_spec(restored.config)
@@ -97,8 +97,9 @@ def publish(
                   "preprocessing": preprocessing(rows, use_masked)},
         settings=settings,
     )
-    threshold = open_set_threshold(restored, rows, use_masked)
-    version = tracking.register(model_uri, name, tags={**tags, **metrics, **threshold, "run_id": run_id}, alias=alias,
+    calibration = identification_calibration(restored, rows, use_masked, matchers)
+    stored = open_set_calibration.store(calibration, run_id, settings) if calibration else {}
+    version = tracking.register(model_uri, name, tags={**tags, **metrics, **stored, "run_id": run_id}, alias=alias,
                                 settings=settings)
     number = str(getattr(version, "version", version))
     log_model_pictures(restored, rows, run_id, name, number, use_masked=use_masked, settings=settings)

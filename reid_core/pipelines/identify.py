@@ -3,11 +3,15 @@ which are individuals never seen before.
 
     images (DIR | MANIFEST | s3://prefix) --[background removal as the model was trained]--> embeddings
     gallery MANIFEST (known individuals) -----------------------------[cached per model x data]--> embeddings
-    per image: top-k known individuals by cosine similarity (optionally k-reciprocal re-ranked), and
-    "new" when the distance to the nearest gallery image exceeds the open-set threshold (calibrated on
-    the validation split at publishing; ``threshold`` overrides it).
+    per image: its ``shortlist`` most similar gallery images by the global model, a local matcher's
+    verified matches with each (``pipelines.match``, features of the gallery cached), both scores mapped
+    to P(same individual) and averaged (the model version's calibration, fitted on validation at
+    publishing); the top-k known individuals by that fused probability, and "new" when the best one's
+    probability is at most the operating point for a gallery of this many individuals (``threshold``
+    overrides it). The photos called new are grouped into proposed individuals new-1, new-2, ...
 
-Outputs under ``out``: ``identifications.parquet`` / ``.csv``, ``sheets/<image>.png`` and ``index.html``.
+Outputs under ``out``: ``identifications.parquet`` / ``.csv``, ``sheets/<image>.png`` (with the match lines),
+``sheets/groups/new-<k>.png`` and ``index.html``.
 Embedding is a row stage (``row_stage``, ``embed_ray.STAGE``): its records are journalled per batch under
 ``out/_journal``, so a rerun (or a run after a kill) embeds only the images not done yet with this model
 version and augmentation; decisions are recomputed every run.
@@ -28,14 +32,18 @@ from reid_core import tracking
 from reid_core.data import files as rio
 from reid_core.data import manifest as mf
 from reid_core.data.dataset import select_images
-from reid_core.lifecycle import gallery_cache
-from reid_core.lifecycle.open_set_calibration import IDENTITY_COLUMN, THRESHOLD_TAG
+from reid_core.evaluation.calibration import OpenSetCalibration, fuse, rank_individuals, shortlist
+from reid_core.evaluation.grouping import group_names, group_photos
+from reid_core.lifecycle import gallery_cache, open_set_calibration
+from reid_core.lifecycle.open_set_calibration import IDENTITY_COLUMN
 from reid_core.pipelines import embed_ray, row_stage
 from reid_core.pipelines.embed_ray import EmbedSpec, as_matrix
+from reid_core.pipelines.match import gallery_features_folder, match_pairs
 from reid_core.pipelines.ray_runtime import worker_env
 from reid_core.settings import Settings
 
 EXPERIMENT = "reid-identify"
+FIGURES_LOGGED = 20  # photo sheets logged to the MLflow run (all of them stay in ``out``)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -46,7 +54,10 @@ class IdentifyJob:
     gallery: str  # a manifest of the known individuals (its rows of the model's species)
     out: str | None = None  # default: REID_HOME/identify/<model name>-v<version>
     top_k: int = 5
-    threshold: float | None = None  # None: the model version's calibrated threshold
+    threshold: float | None = None  # fused probability; None: the calibrated operating point for the gallery's size
+    matcher: str = "sift"  # none | sift | lightglue-disk | lightglue-aliked
+    shortlist: int = 50  # gallery images per photo matched locally
+    group_new: bool = True  # group the photos called new into proposed individuals
     flip_tta: bool = False
     rerank: bool = False
     actors: int = 1
@@ -71,6 +82,10 @@ class IdentifyReport:
     failed: int = 0
     known: int = 0
     new: int = 0
+    groups: int = 0  # proposed new individuals
+    matcher: str = "none"
+    pairs_matched: int = 0
+    pair_failures: int = 0
     gallery_images: int = 0
     gallery_individuals: int = 0
     gallery_cache: str = ""  # hit / miss
@@ -91,6 +106,7 @@ class ResolvedModel:
     uri: str  # models:/<name>/<version>
     metadata: dict
     tags: dict
+    run_id: str = ""
 
 
 def parse_model(spec: str) -> tuple[str, str | None, str | None]:
@@ -117,7 +133,8 @@ def resolve_model(spec: str, settings: Settings) -> ResolvedModel:
     metadata: dict[str, Any] = model_metadata(uri, settings)
     if "species" not in metadata:
         raise ValueError(f"{uri} has no species in its metadata; publish models with reid_core.lifecycle.publish")
-    return ResolvedModel(name, str(found.version), uri, metadata, dict(found.tags))
+    return ResolvedModel(name, str(found.version), uri, metadata, dict(found.tags),
+                         str(found.tags.get("run_id") or found.run_id or ""))
 
 
 def query_rows(images: str, species: str) -> pl.DataFrame:
@@ -186,59 +203,133 @@ def prepare_queries(rows: pl.DataFrame, model: ResolvedModel, out: str, settings
             f"masked ({method})")
 
 
-def match(queries: np.ndarray, gallery: np.ndarray, gallery_individuals: np.ndarray, top_k: int,
-          rerank: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per query: the top-k individuals (best gallery image each), their cosine similarities, the index
-    of that best image, and the cosine distance to the nearest gallery image (the new-individual score).
+@dataclass
+class Scored:
+    """Per query x gallery image: the global similarity, the fused probability (NaN: not shortlisted, so not
+    compared locally) and the score that orders the shortlist and breaks ties between equal probabilities
+    (the similarity, or k-reciprocal re-ranked with ``rerank``); the verified matches per scored pair."""
 
-    With ``rerank`` the individuals are ordered by k-reciprocal re-ranked distance; the similarities
-    shown and the new-individual score stay cosine, the scale the threshold was calibrated on."""
+    similarity: np.ndarray
+    fused: np.ndarray
+    order: np.ndarray
+    keypoints: dict = field(default_factory=dict)  # (query_id, gallery_id) -> (kp query, kp gallery)
+    counts: dict = field(default_factory=dict)  # (query_id, gallery_id) -> verified matches
+    pairs: int = 0
+    failures: int = 0
+
+
+def load_calibration(job: IdentifyJob, model: ResolvedModel, settings: Settings) -> OpenSetCalibration:
+    calibration = open_set_calibration.load(model.run_id, model.tags, settings)
+    if calibration is None:
+        raise ValueError(f"{model.name} v{model.version} has no identification calibration (tag "
+                         f"{open_set_calibration.CALIBRATION_TAG}): it was published before calibration was stored, "
+                         "or its validation split had < 2 individuals; publish it again")
+    try:
+        calibration.fusion(job.matcher)
+    except KeyError as error:
+        raise ValueError(f"{model.name} v{model.version}: {error.args[0]}; pass one of those with --matcher") from None
+    return calibration
+
+
+def decision_threshold(job: IdentifyJob, model: ResolvedModel, calibration: OpenSetCalibration,
+                       individuals: int) -> tuple[float, str]:
+    if job.threshold is not None:
+        return float(job.threshold), "--threshold"
+    point = calibration.fusion(job.matcher).operating_point(individuals)
+    return point, (f"operating point for {individuals} individuals, matcher {job.matcher} "
+                   f"(calibrated on validation, {model.name} v{model.version})")
+
+
+def local_matches(pairs: pl.DataFrame, job: IdentifyJob, out: str, features: tuple[str, str],
+                  settings: Settings) -> pl.DataFrame:
+    """``pipelines.match`` over (query_id, gallery_id, query_uri, gallery_uri) pairs (resumable under ``out``);
+    ``features``: the folders of the queries' and the gallery's local features."""
+    return match_pairs(pairs, job.matcher, out=out, actors=job.actors, num_gpus=job.num_gpus,
+                       features_cache=features[0], gallery_features_cache=features[1], settings=settings)
+
+
+def score_pairs(similarity: np.ndarray, order: np.ndarray, query_ids: list[str], query_uris: list[str],
+                gallery_ids: list[str], gallery_uris: list[str], calibration: OpenSetCalibration, job: IdentifyJob,
+                out: str, features: tuple[str, str], settings: Settings, *, skip_self: bool = False) -> Scored:
+    """The fused probabilities of each query's ``job.shortlist`` best gallery images by ``order`` (every
+    pair with ``matcher`` none: the global model alone needs no shortlist)."""
+    global_p = calibration.probability(open_set_calibration.GLOBAL, similarity)
+    if job.matcher == "none" or not len(query_ids) or not len(gallery_ids):
+        return Scored(similarity, global_p, order)
+    masked = order.astype(np.float64, copy=True)
+    if skip_self:  # grouping: a photo against the other photos
+        np.fill_diagonal(masked, -np.inf)
+    top = shortlist(masked, min(job.shortlist, len(gallery_ids) - int(skip_self)))
+    qi = np.repeat(np.arange(len(query_ids)), top.shape[1])
+    gi = top.reshape(-1)
+    if skip_self:  # each unordered pair once
+        keep = qi != gi
+        qi, gi = np.minimum(qi, gi)[keep], np.maximum(qi, gi)[keep]
+        unique = np.unique(np.stack([qi, gi], 1), axis=0)
+        qi, gi = unique[:, 0], unique[:, 1]
+    if not len(qi):  # one photo against itself only
+        return Scored(similarity, global_p, order)
+    pairs = pl.DataFrame({"query_id": [query_ids[i] for i in qi], "gallery_id": [gallery_ids[j] for j in gi],
+                          "query_uri": [query_uris[i] for i in qi], "gallery_uri": [gallery_uris[j] for j in gi]},
+                         schema=dict.fromkeys(("query_id", "gallery_id", "query_uri", "gallery_uri"), pl.String))
+    result = local_matches(pairs, job, out, features, settings)
+    result = pairs.select("query_id", "gallery_id").join(result, on=["query_id", "gallery_id"], how="left",
+                                                         maintain_order="left")
+    raw = result["score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    local_p = np.where(np.isfinite(raw), calibration.probability(job.matcher, np.nan_to_num(raw)), np.nan)
+    fused = np.full(similarity.shape, np.nan)
+    fused[qi, gi] = fuse([global_p[qi, gi], local_p])  # a failed pair: the global model's probability alone
+    if skip_self:
+        fused[gi, qi] = fused[qi, gi]
+    scored = Scored(similarity, fused, order, pairs=len(qi), failures=int((~np.isfinite(raw)).sum()))
+    for row in result.iter_rows(named=True):
+        key = (row["query_id"], row["gallery_id"])
+        scored.counts[key] = row["matches"]
+        scored.keypoints[key] = (np.asarray(row["kp_query"] or [], np.float32).reshape(-1, 2),
+                                 np.asarray(row["kp_gallery"] or [], np.float32).reshape(-1, 2))
+    return scored
+
+
+def global_order(queries: np.ndarray, gallery: np.ndarray, rerank: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity and the score that orders the shortlist (k-reciprocal re-ranked with ``rerank``)."""
     from reid_core.evaluation.rerank import k_reciprocal_rerank
 
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True).clip(1e-12)
     g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True).clip(1e-12)
     similarity = q @ g.T
-    order_by = -k_reciprocal_rerank(q, g, metric="cosine") if rerank else similarity
-    names, codes = np.unique(gallery_individuals, return_inverse=True)
-    k = min(top_k, len(names))
-    rows = np.arange(len(q))
-    best_score = np.empty((len(q), len(names)))
-    best_image = np.empty((len(q), len(names)), dtype=np.int64)
-    for code in range(len(names)):  # each individual's best gallery image
-        columns = np.flatnonzero(codes == code)
-        best = order_by[:, columns].argmax(axis=1)
-        best_image[:, code] = columns[best]
-        best_score[:, code] = order_by[rows, columns[best]]
-    top = np.argsort(-best_score, axis=1, kind="stable")[:, :k]
-    top_images = np.take_along_axis(best_image, top, axis=1)
-    top_similarity = np.take_along_axis(similarity, top_images, axis=1)
-    return names[top], top_similarity, top_images, 1.0 - similarity.max(axis=1)
+    return similarity, (-k_reciprocal_rerank(q, g, metric="cosine") if rerank else similarity)
 
 
-def resolve_threshold(job: IdentifyJob, model: ResolvedModel) -> tuple[float, str]:
-    if job.threshold is not None:
-        return float(job.threshold), "--threshold"
-    if THRESHOLD_TAG not in model.tags:
-        raise ValueError(f"{model.name} v{model.version} has no calibrated open-set threshold (tag {THRESHOLD_TAG}; "
-                         "its validation split had < 2 individuals): pass --threshold, a cosine distance such as 0.3")
-    return float(model.tags[THRESHOLD_TAG]), f"calibrated on validation ({model.name} v{model.version})"
-
-
-def _table(queries: pl.DataFrame, names, similarity, images, distance, threshold: float, model: ResolvedModel,
+def _table(queries: pl.DataFrame, scored: Scored, top_k: int, threshold: float, model: ResolvedModel,
            gallery: pl.DataFrame, gallery_version: str) -> pl.DataFrame:
     embedded = queries.filter(pl.col("_error").is_null())
+    names, codes = np.unique(gallery[IDENTITY_COLUMN].to_numpy(), return_inverse=True)
+    if embedded.height:
+        top, probability, images = rank_individuals(scored.fused, scored.order, codes, len(names), top_k)
+    else:
+        top, probability, images = (np.zeros((0, 0), np.int64), np.zeros((0, 0)), np.zeros((0, 0), np.int64))
+    similarity = np.take_along_axis(scored.similarity, images, axis=1) if embedded.height else np.zeros((0, 0))
+    gallery_ids = gallery["image_id"].to_list()
+    image_ids = [[gallery_ids[j] for j in row] for row in images.tolist()]
+    counts = [[scored.counts.get((q, g)) for g in row] for q, row in zip(embedded["image_id"], image_ids, strict=True)]
+    best = probability[:, 0] if probability.size else np.zeros(embedded.height)
     decided = pl.DataFrame({
         "image_id": embedded["image_id"],
-        "decision": np.where(distance > threshold, "new", "known"),
-        "top1_individual": names[:, 0] if len(names) else [],
-        "top1_similarity": similarity[:, 0] if len(names) else [],
-        "nearest_distance": distance,
-        "topk_individuals": names.tolist(),
+        "decision": np.where(best > threshold, "known", "new"),
+        "top1_individual": names[top[:, 0]] if top.size else [],
+        "top1_probability": best,
+        "top1_similarity": similarity[:, 0] if similarity.size else [],
+        "nearest_distance": 1.0 - scored.similarity.max(axis=1) if embedded.height else [],
+        "topk_individuals": names[top].tolist(),
+        "topk_probabilities": probability.tolist(),
         "topk_similarities": similarity.tolist(),
-        "topk_gallery_images": [gallery["image_id"].gather(row).to_list() for row in images],
+        "topk_matches": counts,
+        "topk_gallery_images": image_ids,
     }, schema_overrides={"topk_individuals": pl.List(pl.String), "topk_similarities": pl.List(pl.Float64),
+                         "topk_probabilities": pl.List(pl.Float64), "topk_matches": pl.List(pl.Int64),
                          "topk_gallery_images": pl.List(pl.String), "decision": pl.String,
-                         "top1_individual": pl.String})
+                         "top1_individual": pl.String, "top1_probability": pl.Float64, "top1_similarity": pl.Float64,
+                         "nearest_distance": pl.Float64})
     base = queries.select("image_id", "image_uri", pl.col("_uri").alias("embedded_uri"), pl.col("_error").alias("error"),
                           *[c for c in ("individual",) if c in queries.columns])
     return base.join(decided, on="image_id", how="left", maintain_order="left").with_columns(
@@ -247,43 +338,83 @@ def _table(queries: pl.DataFrame, names, similarity, images, distance, threshold
         pl.lit(gallery_version).alias("gallery_version"))
 
 
+def group_new(table: pl.DataFrame, embeddings: dict[str, np.ndarray], calibration: OpenSetCalibration,
+              job: IdentifyJob, out: str, features: str, settings: Settings) -> tuple[pl.DataFrame, Scored | None]:
+    """The photos called new grouped into proposed individuals (column ``group``: new-1, new-2, ... by size),
+    on their fused pairwise probabilities, joined while above the pair-level operating point."""
+    new = table.filter(pl.col("decision") == "new")
+    if not job.group_new or new.is_empty():
+        return table.with_columns(pl.lit(None, pl.String).alias("group")), None
+    ids, uris = new["image_id"].to_list(), new["embedded_uri"].to_list()
+    vectors = np.stack([embeddings[i] for i in ids])
+    similarity, order = global_order(vectors, vectors, rerank=False)
+    scored = score_pairs(similarity, order, ids, uris, ids, uris, calibration, job, rio.join(out, "matches-new"),
+                         (features, features), settings, skip_self=True)
+    groups = group_photos(scored.fused, calibration.fusion(job.matcher).operating_point(1))
+    named = pl.DataFrame({"image_id": ids, "group": group_names(groups)})
+    return table.join(named, on="image_id", how="left", maintain_order="left"), scored
+
+
 def write_tables(table: pl.DataFrame, out: str) -> None:
     buffer = io.BytesIO()
     table.write_parquet(buffer)
     rio.write_bytes(rio.join(out, "identifications.parquet"), buffer.getvalue())
-    flat = table.with_columns(pl.col(c).cast(pl.List(pl.String)).list.join(";")
-                              for c in ("topk_individuals", "topk_similarities", "topk_gallery_images"))
+    listed = ("topk_individuals", "topk_similarities", "topk_probabilities", "topk_matches", "topk_gallery_images")
+    flat = table.with_columns(pl.col(c).cast(pl.List(pl.String)).list.join(";") for c in listed)
     rio.write_bytes(rio.join(out, "identifications.csv"), flat.write_csv().encode())
 
 
-def write_sheets(table: pl.DataFrame, gallery: pl.DataFrame, out: str, title: str, summary: list[str]) -> None:
-    from reid_core.reports.contact_sheet import Tile, render_sheet, write_index
+def _picture(uri: str | None):
+    try:
+        return rio.read_image(uri) if uri else None
+    except Exception:
+        return None
 
-    def picture(uri: str | None):
-        try:
-            return rio.read_image(uri) if uri else None
-        except Exception:
-            return None
+
+def write_sheets(table: pl.DataFrame, gallery: pl.DataFrame, scored: Scored, out: str, title: str,
+                 summary: list[str]) -> list[str]:
+    """A sheet per identified photo (pairs with the verified match lines when matched locally), a sheet per
+    proposed new individual and the index page; returns the sheets' paths relative to ``out``."""
+    from reid_core.reports.contact_sheet import PairTile, Tile, render_group, render_sheet, write_index
 
     by_id = dict(zip(gallery["image_id"].to_list(), gallery["_uri"].to_list(), strict=True))
-    entries = []
+    entries, written = [], []
     for row in table.iter_rows(named=True):
         entry = {"image_id": row["image_id"], "decision": row["decision"], "top1": row["top1_individual"],
-                 "score": None if row["top1_similarity"] is None else round(row["top1_similarity"], 3),
+                 "score": None if row["top1_probability"] is None else round(row["top1_probability"], 3),
                  "error": row["error"]}
         if row["status"] == "ok":
             truth = row.get("individual")
-            query = Tile(picture(row["embedded_uri"]), (str(row["image_id"]), f"{row['decision']} "
-                         f"(d={row['nearest_distance']:.3f})"), row["decision"])
-            matches = [Tile(picture(by_id[image]), (str(name), f"sim {score:.3f}"),
-                            "neutral" if truth is None else ("correct" if name == truth else "wrong"))
-                       for name, score, image in zip(row["topk_individuals"], row["topk_similarities"],
-                                                     row["topk_gallery_images"], strict=True)]
+            query_picture = _picture(row["embedded_uri"])
+            query = Tile(query_picture, (str(row["image_id"]), f"{row['decision']} (p={row['top1_probability']:.3f})"
+                                         + (f" {row['group']}" if row.get("group") else "")), row["decision"])
+            matches = []
+            for name, p, sim, count, image in zip(row["topk_individuals"], row["topk_probabilities"],
+                                                  row["topk_similarities"], row["topk_matches"],
+                                                  row["topk_gallery_images"], strict=True):
+                frame = "neutral" if truth is None else ("correct" if name == truth else "wrong")
+                caption = (str(name), f"p {p:.3f} (cos {sim:.2f}" + (f", {count} matches)" if count is not None else ")"))
+                points = scored.keypoints.get((row["image_id"], image))
+                matches.append(Tile(_picture(by_id[image]), caption, frame) if points is None else
+                               PairTile(query_picture, _picture(by_id[image]), points[0], points[1], caption, frame))
             relative = f"sheets/{gallery_cache_safe(row['image_id'])}.png"
             rio.write_bytes(rio.join(out, *relative.split("/")), rio.encode_image(render_sheet(query, matches)))
             entry["sheet"] = relative
+            written.append(relative)
         entries.append(entry)
-    write_index(rio.join(out, "index.html"), title, entries, summary)
+    groups = []
+    if "group" in table.columns:
+        for name, members in table.filter(pl.col("group").is_not_null()).group_by("group", maintain_order=True):
+            label = str(name[0])
+            tiles = [Tile(_picture(uri), (str(image_id),), "new")
+                     for image_id, uri in zip(members["image_id"], members["embedded_uri"], strict=True)]
+            relative = f"sheets/groups/{label}.png"
+            rio.write_bytes(rio.join(out, "sheets", "groups", f"{label}.png"), rio.encode_image(render_group(tiles)))
+            groups.append({"name": label, "photos": members.height, "sheet": relative})
+            written.append(relative)
+        groups.sort(key=lambda g: int(g["name"].split("-")[-1]))
+    write_index(rio.join(out, "index.html"), title, entries, summary, groups)
+    return written
 
 
 def gallery_cache_safe(image_id: str) -> str:
@@ -292,13 +423,13 @@ def gallery_cache_safe(image_id: str) -> str:
 
 def run(job: IdentifyJob, settings: Settings | None = None, *, progress=print) -> IdentifyReport:
     settings = settings or Settings.from_env()
-    if job.top_k < 1:
-        raise ValueError(f"--top-k must be >= 1, got {job.top_k}")
+    if job.top_k < 1 or job.shortlist < 1:
+        raise ValueError(f"--top-k and --shortlist must be >= 1, got {job.top_k} and {job.shortlist}")
     model = resolve_model(job.model, settings)
-    threshold, threshold_source = resolve_threshold(job, model)
+    calibration = load_calibration(job, model, settings)
     out = rio.absolute(job.out) if job.out else str(settings.home / "identify" / f"{model.name}-v{model.version}")
-    report = IdentifyReport(model=model.name, version=model.version, out=out, threshold=threshold,
-                            threshold_source=threshold_source)
+    report = IdentifyReport(model=model.name, version=model.version, out=out, threshold=float("nan"),
+                            threshold_source="", matcher=job.matcher)
     masked = bool((model.metadata.get("preprocessing") or {}).get("masked"))
     gallery, gallery_column, report.gallery_left_out = gallery_rows(job.gallery, model.metadata["species"], masked)
     queries = query_rows(job.images, model.metadata["species"])
@@ -362,39 +493,61 @@ def run(job: IdentifyJob, settings: Settings | None = None, *, progress=print) -
         pl.coalesce("_error", "error", pl.when(pl.col("embedding").is_null()).then(pl.lit("not embedded")))
         .alias("_error")).drop("error")
 
+    # Global shortlist, local matches, calibrated fusion; known / new at the gallery size's operating point.
     ok = queries.filter(pl.col("_error").is_null())
-    names, similarity, images, distance = match(as_matrix(ok["embedding"]), as_matrix(cached["embedding"]),
-                                                cached[IDENTITY_COLUMN].to_numpy(), job.top_k, job.rerank) \
-        if ok.height else (np.zeros((0, 0), object), np.zeros((0, 0)), np.zeros((0, 0), np.int64), np.zeros(0))
-    table = _table(queries, names, similarity, images, distance, threshold, model, cached, key)
+    features = (rio.join(out, "features"), gallery_features_folder(cached_at))  # the gallery's beside its embeddings
+    vectors = as_matrix(ok["embedding"]) if ok.height else np.zeros((0, 0), np.float32)
+    if ok.height:
+        similarity, order = global_order(vectors, as_matrix(cached["embedding"]), job.rerank)
+        progress(f"scoring: global model + {job.matcher} on each photo's {job.shortlist} most similar gallery images")
+        scored = score_pairs(similarity, order, ok["image_id"].to_list(), ok["_uri"].to_list(),
+                             cached["image_id"].to_list(), cached["_uri"].to_list(), calibration, job,
+                             rio.join(out, "matches"), features, settings)
+    else:
+        scored = Scored(*(np.zeros((0, cached.height)),) * 3)
+    report.pairs_matched, report.pair_failures = scored.pairs, scored.failures
+    threshold, report.threshold_source = decision_threshold(job, model, calibration, report.gallery_individuals)
+    report.threshold = threshold
+    table = _table(queries, scored, job.top_k, threshold, model, cached, key)
+    table, _ = group_new(table, dict(zip(ok["image_id"].to_list(), vectors, strict=True)), calibration, job, out,
+                         features[0], settings)
+    report.groups = table["group"].drop_nulls().n_unique()
     report.failed = int((table["status"] == "failed").sum())
     report.known = int((table["decision"] == "known").sum())
     report.new = int((table["decision"] == "new").sum())
     report.failures = table.filter(pl.col("status") == "failed").select("image_id", "error").head(5).rows()
     write_tables(table, out)
-    summary = [f"model {model.name} v{model.version}; threshold {threshold:.4f} ({threshold_source})",
-               f"{report.images} images: {report.known} known, {report.new} new, {report.failed} failed; gallery "
-               f"{report.gallery_images} images of {report.gallery_individuals} individuals"]
-    if job.sheets:
-        write_sheets(table, cached, out, f"Identifications: {Path(job.images).name}", summary)
-    report.run_id = _log_run(job, report, out, settings)
+    summary = [f"model {model.name} v{model.version}; matcher {job.matcher}, shortlist {job.shortlist}; known when the "
+               f"fused probability of the best individual > {threshold:.4f} ({report.threshold_source})",
+               f"{report.images} images: {report.known} known, {report.new} new in {report.groups} proposed "
+               f"individuals, {report.failed} failed; gallery {report.gallery_images} images of "
+               f"{report.gallery_individuals} individuals"]
+    sheets = write_sheets(table, cached, scored, out, f"Identifications: {Path(job.images).name}", summary) \
+        if job.sheets else []
+    report.run_id = _log_run(job, report, out, sheets, settings)
     return report
 
 
-def _log_run(job: IdentifyJob, report: IdentifyReport, out: str, settings: Settings) -> str:
+def _log_run(job: IdentifyJob, report: IdentifyReport, out: str, sheets: list[str], settings: Settings) -> str:
     run_id = tracking.start_run(EXPERIMENT, "identify", f"identify-{report.model}-v{report.version}",
                                 tags={"model": report.model, "model_version": report.version},
                                 params={"images": job.images, "gallery": job.gallery, "top_k": job.top_k,
+                                        "matcher": job.matcher, "shortlist": job.shortlist, "group_new": job.group_new,
                                         "threshold": report.threshold, "threshold_source": report.threshold_source,
                                         "flip_tta": job.flip_tta, "rerank": job.rerank, "out": out},
                                 settings=settings)
     tracking.log_metrics(run_id, {k: getattr(report, k) for k in ("images", "embedded", "skipped", "failed", "known",
-                                                                  "new", "gallery_images", "gallery_individuals")}
+                                                                  "new", "groups", "pairs_matched", "pair_failures",
+                                                                  "gallery_images", "gallery_individuals")}
                          | ({"images_per_s": report.images_per_s} if report.images_per_s else {}), settings=settings)
-    if not rio.is_s3(out):  # the tables and the page; the sheets stay in ``out``
+    if not rio.is_s3(out):  # the tables, the page and the figures: every group's sheet, the first photos' sheets
         client = tracking.configure(settings)
         for name in ("identifications.parquet", "identifications.csv", "index.html"):
             if Path(out, name).exists():
                 client.log_artifact(run_id, str(Path(out, name)), artifact_path="identify")
+        figures = [s for s in sheets if s.startswith("sheets/groups/")] + \
+            [s for s in sheets if not s.startswith("sheets/groups/")][:FIGURES_LOGGED]
+        for relative in figures:
+            client.log_artifact(run_id, str(Path(out, relative)), artifact_path=f"identify/{Path(relative).parent}")
     tracking.end_run(run_id, settings=settings)
     return run_id

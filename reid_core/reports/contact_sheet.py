@@ -1,6 +1,7 @@
 """Contact sheets for a person to confirm identifications: the query beside its top-k known
-individuals (one gallery image each, the nearest), with names and similarities, and one HTML page
-linking every sheet.
+individuals (one gallery image each, the best), with names and calibrated probabilities; with a local
+matcher each candidate is shown beside the query with lines between the verified matches. A sheet per
+proposed new individual (a grid of its photos), and one HTML page linking every sheet.
 
 Frames: the query's frame says the decision (known / new individual); a match's frame says whether it
 is the query's individual where that is known (a labelled query), and is neutral otherwise.
@@ -12,6 +13,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 TILE = 160  # px, the longer side of every picture
@@ -26,6 +28,18 @@ class Tile:
     image: Image.Image | None  # None: could not be read (a grey tile)
     lines: tuple[str, ...]
     frame: str  # a COLOURS key
+
+
+@dataclass(frozen=True)
+class PairTile:
+    """A candidate shown beside the query, lines joining their verified matches (keypoints in each image's pixels)."""
+
+    query: Image.Image | None
+    image: Image.Image | None
+    keypoints_query: np.ndarray  # (M, 2)
+    keypoints_image: np.ndarray  # (M, 2)
+    lines: tuple[str, ...]
+    frame: str
 
 
 def _font() -> ImageFont.ImageFont:
@@ -52,10 +66,42 @@ def _tile(tile: Tile, font: ImageFont.ImageFont) -> Image.Image:
     return canvas
 
 
-def render_sheet(query: Tile, matches: Sequence[Tile], gap: int = 12) -> Image.Image:
-    """One row: the query, a gap, then the matches in rank order."""
+def _fit(picture: Image.Image | None) -> tuple[Image.Image | None, float, tuple[int, int]]:
+    """The picture scaled (up or down) to fit a tile, its scale and its offset in the tile (centred)."""
+    if picture is None:
+        return None, 1.0, (0, 0)
+    scale = TILE / max(picture.width, picture.height, 1)
+    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    return picture.convert("RGB").resize(size), scale, ((TILE - size[0]) // 2, (TILE - size[1]) // 2)
+
+
+def _pair_tile(pair: PairTile, font: ImageFont.ImageFont) -> Image.Image:
+    width = 2 * TILE + 3 * BORDER
+    canvas = Image.new("RGB", (width, TILE + 2 * BORDER + CAPTION), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle([0, 0, width - 1, TILE + 2 * BORDER - 1], fill=COLOURS[pair.frame])
+    placed = []  # (x0, y0, scale) of each picture
+    for index, picture in enumerate((pair.query, pair.image)):
+        x0 = BORDER + index * (TILE + BORDER)
+        draw.rectangle([x0, BORDER, x0 + TILE - 1, BORDER + TILE - 1], fill="white" if picture else (220, 220, 220))
+        fitted, scale, (dx, dy) = _fit(picture)
+        if fitted is not None:
+            canvas.paste(fitted, (x0 + dx, BORDER + dy))
+        placed.append((x0 + dx, BORDER + dy, scale))
+    (xq, yq, sq), (xi, yi, si) = placed
+    for (xa, ya), (xb, yb) in zip(np.asarray(pair.keypoints_query).reshape(-1, 2),
+                                  np.asarray(pair.keypoints_image).reshape(-1, 2), strict=True):
+        draw.line([(xq + xa * sq, yq + ya * sq), (xi + xb * si, yi + yb * si)], fill=(0, 200, 255), width=1)
+    for i, line in enumerate(pair.lines[:2]):
+        draw.text((BORDER, TILE + 2 * BORDER + 2 + 15 * i), line[:52], fill="black", font=font)
+    return canvas
+
+
+def render_sheet(query: Tile, matches: Sequence[Tile | PairTile], gap: int = 12) -> Image.Image:
+    """One row: the query, a gap, then the matches in rank order (a ``PairTile`` draws the match lines)."""
     font = _font()
-    tiles = [_tile(query, font)] + [_tile(m, font) for m in matches]
+    tiles = [_tile(query, font)] + [_pair_tile(m, font) if isinstance(m, PairTile) else _tile(m, font)
+                                    for m in matches]
     width = sum(t.width for t in tiles) + gap * len(matches) + gap
     sheet = Image.new("RGB", (width, tiles[0].height), "white")
     x = 0
@@ -65,9 +111,23 @@ def render_sheet(query: Tile, matches: Sequence[Tile], gap: int = 12) -> Image.I
     return sheet
 
 
-def write_index(path: str, title: str, entries: Sequence[dict], summary: Sequence[str] = ()) -> str:
+def render_group(tiles: Sequence[Tile], columns: int = 6, gap: int = 8) -> Image.Image:
+    """A grid of a proposed new individual's photos."""
+    font = _font()
+    drawn = [_tile(t, font) for t in tiles]
+    cell_w, cell_h = drawn[0].width + gap, drawn[0].height + gap
+    rows = (len(drawn) + columns - 1) // columns
+    sheet = Image.new("RGB", (cell_w * min(columns, len(drawn)), cell_h * rows), "white")
+    for index, tile in enumerate(drawn):
+        sheet.paste(tile, ((index % columns) * cell_w, (index // columns) * cell_h))
+    return sheet
+
+
+def write_index(path: str, title: str, entries: Sequence[dict], summary: Sequence[str] = (),
+                groups: Sequence[dict] = ()) -> str:
     """An HTML page with one row per entry (``sheet`` relative link, ``image_id``, ``decision``,
-    ``top1``, ``score``, ``error``); returns its text after writing it to ``path``."""
+    ``top1``, ``score``, ``error``) and one per proposed new individual (``name``, ``photos``, ``sheet``);
+    returns its text after writing it to ``path``."""
     rows = []
     for entry in entries:
         decision = entry.get("decision") or "failed"
@@ -82,8 +142,13 @@ def write_index(path: str, title: str, entries: Sequence[dict], summary: Sequenc
     text = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
             + "".join(f"<p>{html.escape(line)}</p>" for line in summary)
-            + "<table><tr><th>image</th><th>decision</th><th>top-1</th><th>similarity</th><th>contact sheet</th></tr>"
-            + "".join(rows) + "</table></body></html>")
+            + "<table><tr><th>image</th><th>decision</th><th>top-1</th><th>probability</th><th>contact sheet</th></tr>"
+            + "".join(rows) + "</table>"
+            + ("<h2>Proposed new individuals</h2><table><tr><th>group</th><th>photos</th><th>sheet</th></tr>"
+               + "".join(f'<tr><td>{html.escape(g["name"])}</td><td>{g["photos"]}</td><td><a href="'
+                         f'{html.escape(g["sheet"])}"><img src="{html.escape(g["sheet"])}" height="120"></a></td></tr>'
+                         for g in groups) + "</table>" if groups else "")
+            + "</body></html>")
     from reid_core.data import files as rio
 
     rio.write_bytes(path, text.encode())

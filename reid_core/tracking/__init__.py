@@ -32,6 +32,7 @@ from reid_core.tracking.registry import (
 )
 from reid_core.tracking.runs import (
     end_run,
+    load_text,
     log_artifacts,
     log_image,
     log_metrics,
@@ -68,6 +69,7 @@ __all__ = [
     "latest_run",
     "list_versions",
     "load_model",
+    "load_text",
     "manifest_dataset",
     "log_artifacts",
     "log_image",

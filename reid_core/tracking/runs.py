@@ -187,6 +187,13 @@ def log_text(run_id: str, text: str, artifact_file: str, settings: Settings | No
     configure(settings).log_text(run_id, text, artifact_file)
 
 
+def load_text(run_id: str, artifact_file: str, settings: Settings | None = None) -> str:
+    """A text artifact of a run back (``log_text``'s counterpart), e.g. a model version's calibration JSON."""
+    client = configure(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(run_id, artifact_file, tmp)).read_text()
+
+
 def log_table(run_id: str, df: pl.DataFrame, artifact_file: str, settings: Settings | None = None) -> None:
     """Attach a table to a run; the extension picks the format.
 
