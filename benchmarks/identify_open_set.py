@@ -8,7 +8,8 @@ individuals of a synthetic species, in one run; prints one JSON object.
 Per gallery size: top-1 / top-5 / mAP of the known individuals' query photos for the global model alone,
 the local matcher alone (on the global shortlist) and the fused probability; BAKS, BAUS, sqrt(BAKS x BAUS)
 and AUROC of the known/new decision at the stored operating point for that gallery's size (fused, and the
-global model alone); the ARI of grouping the photos called new (and of grouping every unknown photo).
+global model alone); the ARI of grouping the photos called new (and of grouping every unknown photo); with
+the whole gallery, also the matcher alone on the original photos, backgrounds included.
 The unknown photos are the same at every size, so only the gallery grows.
 
     python benchmarks/identify_open_set.py [--seed 7] [--individuals 48] [--size 128] [--method dve] [--epochs 20]
@@ -125,13 +126,18 @@ def main() -> None:
     engine = get_matcher(args.matcher) if args.matcher != "none" else None
     local_features, local_cache = {}, {}
 
-    def local(i: int, j: int) -> float:  # the matcher's score, features extracted once per image
-        if (i, j) not in local_cache:
+    original_uris = test.rows["image_uri"].to_list()  # the photos with their backgrounds (the slides' question)
+    original_features, original_cache = {}, {}
+
+    def local(i: int, j: int, on_originals: bool = False) -> float:  # features extracted once per image
+        paths, extracted, cache = ((original_uris, original_features, original_cache) if on_originals
+                                   else (uris, local_features, local_cache))
+        if (i, j) not in cache:
             for k in (i, j):
-                if k not in local_features:
-                    local_features[k] = engine.extract(open_set_calibration.read_rgb(uris[k]))
-            local_cache[(i, j)] = float(engine.match(local_features[i], local_features[j]).score)
-        return local_cache[(i, j)]
+                if k not in extracted:
+                    extracted[k] = engine.extract(open_set_calibration.read_rgb(paths[k]))
+            cache[(i, j)] = float(engine.match(extracted[i], extracted[j]).score)
+        return cache[(i, j)]
 
     def scores(queries: np.ndarray, gallery: np.ndarray, shortlist_size: int):
         """similarity, global p, local p and fused p (NaN off the shortlist) of queries x gallery."""
@@ -171,6 +177,14 @@ def main() -> None:
                                         gallery_codes, query_codes[k], count)
             entry["fused"] = closed_set(np.where(np.isfinite(fused), fused, -1.0)[k] * tie + similarity[k],
                                         gallery_codes, query_codes[k], count)
+            if label == "all":  # the same shortlist matched on the original photos, backgrounds included
+                known_rows = queries[k]
+                raw = np.full((len(known_rows), len(gallery)), -1.0)
+                for a, row in enumerate(shortlist(similarity[k], args.shortlist)):
+                    for b in row:
+                        raw[a, b] = local(known_rows[a], gallery[b], on_originals=True)
+                entry["local_original_images"] = closed_set(raw * tie + similarity[k], gallery_codes,
+                                                             query_codes[k], count)
         for fusion_name, matrix in (("none", global_p), (args.matcher, fused)):
             if fusion_name not in calibration.fusions or (fusion_name != "none" and engine is None):
                 continue
