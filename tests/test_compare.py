@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 
 from reid_core.cli import compare as compare_cli
 from reid_core.cli.options import run_command
+from reid_core.lifecycle.local_rerank import LocalRerank
 from reid_core.lifecycle.train_and_register import finished_checkpoint
 from reid_core.pipelines import compare
 from reid_core.reports import compare as compare_report
@@ -72,15 +73,15 @@ def test_compare_trains_seeds_on_ray_logs_and_writes(tiny_synthetic, ray_local, 
     settings = Settings.from_env()
     out = tmp_path / "out"
     argv = ["--manifest", tiny_synthetic, "--methods", "dve", "--species", "tiger", "--seeds", "2", *TINY,
-            "--out", str(out)]
+            "--out", str(out), "--matcher", "sift", "--shortlist", "5"]
     assert run_command(compare_cli.main, argv) == 0
     printed = capsys.readouterr().out
     with capsys.disabled():
         print(printed)  # shown with -s
     lines = printed.splitlines()
     header = next(line for line in lines if line.startswith("| Method"))
-    assert header == "| Method | tiger mAP | tiger R@1 |"
-    assert any(line.startswith("| dve | ") and line.count("±") == 2 for line in lines)
+    assert header == "| Method | tiger mAP | tiger R@1 | tiger mAP +local | tiger R@1 +local |"
+    assert any(line.startswith("| dve | ") and line.count("±") == 4 for line in lines)
 
     runs = pl.read_parquet(out / "runs.parquet")
     assert runs.height == 2 and sorted(runs["seed"].to_list()) == [0, 1]
@@ -113,6 +114,12 @@ def test_compare_trains_seeds_on_ray_logs_and_writes(tiny_synthetic, ray_local, 
     specs = compare.plan_runs(request, settings)
     assert [str(finished_checkpoint(s.directory, s.epochs)) for s in specs] == runs["checkpoint"].to_list()
     assert [s.directory.name for s in specs] == [f"dve-tiger-seed{i}-{runs['config_hash'][0]}" for i in (0, 1)]
-    again = compare.train_and_test(specs[0], threads=1)  # in-process: restore and test only
+    # In-process: restore and test only; the re-ranking (12 test photos, 5 neighbours each) gives what the
+    # Ray task gave.
+    again = compare.train_and_test(specs[0], threads=1, rerank=LocalRerank("sift", 5))
     assert again["skipped_training"] and again["seed"] == 0
-    assert again["test.mAP"] == pytest.approx(runs.filter(pl.col("seed") == 0)["test.mAP"][0])
+    first = runs.filter(pl.col("seed") == 0)
+    assert again["test.mAP"] == pytest.approx(first["test.mAP"][0])
+    assert again["test.fused.mAP"] == pytest.approx(first["test.fused.mAP"][0])
+    assert 30 <= again["test.fused.pairs_matched"] <= 12 * 5
+    assert parent[0].data.params["matcher"] == "sift"

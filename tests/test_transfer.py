@@ -12,9 +12,12 @@ from PIL import Image
 
 from reid_core import tracking
 from reid_core.cli import transfer as transfer_cli
+from reid_core.data import manifest
+from reid_core.engine.evaluate import embed_manifest
+from reid_core.lifecycle.local_rerank import LocalRerank, fused_metrics
 from reid_core.lifecycle.promote import PromotionRequest, promote
 from reid_core.methods.registry import method_names
-from reid_core.pipelines.transfer import TransferRequest, run_transfer_matrix
+from reid_core.pipelines.transfer import ModelRef, TransferRequest, evaluate_cell, run_transfer_matrix
 from reid_core.reports import transfer as transfer_report
 from reid_core.settings import Settings
 
@@ -109,8 +112,6 @@ def test_cli_errors_name_the_missing_model_and_the_missing_split(store, monkeypa
     assert transfer_cli.main(["--manifest", manifest_uri, "--model", "tiger=7"]) == 2
     assert "reid-dve-tiger has no version 7; list its versions with" in capsys.readouterr().err
 
-    from reid_core.data import manifest
-
     no_yak_test = str(tmp_path / "no_yak_test.parquet")
     df = manifest.read(manifest_uri)
     manifest.write(df.filter((pl.col("species") != "yak") | (pl.col("split") != "test")), no_yak_test)
@@ -138,3 +139,32 @@ def test_the_transfer_tables_right_align_the_numbers_and_say_new_for_a_new_cell(
                          "|---|---|---:|---:|---:|---:|---|",
                          "| tiger | tiger | 50.0 | +10.0 | 75.0 | +0.0 | yes |",
                          "| tiger | yak | 25.0 | new | - | new | yes |"]
+
+
+def test_reranked_columns_appear_only_when_computed():
+    table = pl.DataFrame({"train_species": ["tiger"], "test_species": ["tiger"], "protocol": ["disjoint"],
+                          "model": ["reid-dve-tiger v1"], "model_uri": ["models:/reid-dve-tiger/1"],
+                          "mAP": [0.5], "rank1": [0.75], "fused_mAP": [0.625], "fused_rank1": [1.0]})
+    assert transfer_report.paper_table(table).splitlines()[:3] == [
+        "| Training data | Model | tiger mAP | tiger R@1 | tiger mAP +local | tiger R@1 +local |",
+        "|---|---|---:|---:|---:|---:|",
+        "| tiger | reid-dve-tiger v1 | 50.0 | 75.0 | 62.5 | 100.0 |"]
+    none = table.with_columns(pl.lit(None, pl.Float64).alias("fused_mAP"), pl.lit(None, pl.Float64).alias("fused_rank1"))
+    assert "+local" not in transfer_report.paper_table(none)
+
+
+@pytest.mark.slow
+def test_a_cell_reranked_by_local_matching_equals_the_in_memory_model(store, tiny_synthetic, single_torch_thread):
+    # tiny_synthetic's validation split has two tiger individuals to calibrate on (two_species' has one).
+    settings, _, models = store
+    ref = ModelRef("tiger", "models:/reid-dve-tiger/1", "reid-dve-tiger v1")
+    rerank = LocalRerank("sift", shortlist=5)
+    cell = evaluate_cell(ref, tiny_synthetic, "tiger", settings, use_masked=True, threads=1, rerank=rerank)
+    restored = models[("tiger", 1)]
+    transform = restored.method.eval_transform(restored.config)
+    rows = manifest.read(tiny_synthetic).filter(pl.col("species") == "tiger")
+    direct = fused_metrics(lambda part, column: embed_manifest(restored.method, restored.model, part, transform,
+                                                               column=column), rows, True, rerank)
+    assert cell["fused_mAP"] == pytest.approx(direct["fused.mAP"], abs=1e-6)
+    assert cell["fused_rank1"] == pytest.approx(direct["fused.rank1"], abs=1e-6)
+    assert cell["mAP"] == pytest.approx(direct_metrics(restored, tiny_synthetic, "tiger")["mAP"], abs=1e-6)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from reid_core.cli.options import Parser, UsageError, add_options
-from reid_core.matching.registry import MATCHERS
 from reid_core.settings import Settings
 
 
 def build_parser(settings: Settings | None = None) -> Parser:
+    settings = settings or Settings.from_env()
     parser = Parser(
         prog="reid identify",
         description="Identify the animals in new photos with a registered model: per image its most similar "
@@ -21,11 +21,9 @@ def build_parser(settings: Settings | None = None) -> Parser:
     parser.add_argument("--gallery", required=True, help="manifest of the known individuals (segmented if the "
                                                          "model was trained on masked images)")
     parser.add_argument("--top-k", type=int, default=5, help="known individuals listed per image (default: 5)")
-    parser.add_argument("--matcher", choices=MATCHERS, default="sift",
-                        help="local-feature matcher verifying the shortlist (default: sift, needs no weights; "
-                             "none: the global model alone)")
-    parser.add_argument("--shortlist", type=int, default=50,
-                        help="gallery images per photo, the most similar by the model, matched locally (default: 50)")
+    add_options(parser, settings, "matcher", "shortlist", matcher={
+        "default": "sift", "help": "local-feature matcher verifying the shortlist (default: sift, needs no weights; "
+                                   "none: the global model alone)"})
     parser.add_argument("--threshold", type=float, default=None,
                         help="fused probability of the best individual at or below which an image is a new "
                              "individual (default: the model version's operating point for a gallery of this many "
@@ -41,7 +39,7 @@ def build_parser(settings: Settings | None = None) -> Parser:
     parser.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per actor")
     parser.add_argument("--cache", default=None, help="gallery embedding cache root (default: REID_HOME/gallery-cache)")
     parser.add_argument("--no-sheets", action="store_true", help="skip the contact sheets and index.html")
-    add_options(parser, settings or Settings.from_env(), "verbose")
+    add_options(parser, settings, "verbose")
     return parser
 
 

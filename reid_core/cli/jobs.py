@@ -15,7 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reid_core.cli.options import UsageError, at_least, dataset_name, names, parse_assignments, parse_bounds
+from reid_core.cli.options import (
+    UsageError,
+    at_least,
+    dataset_name,
+    local_rerank,
+    names,
+    parse_assignments,
+    parse_bounds,
+)
 from reid_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -116,4 +124,4 @@ def compare_request(args: argparse.Namespace) -> CompareRequest:
         manifest=shared.manifest, methods=methods, species=species, seeds=args.seeds, base_seed=shared.seed,
         preset=shared.preset, overrides=shared.overrides, epochs=shared.epochs, use_masked=shared.use_masked,
         use_gpu=shared.use_gpu, cpus_per_run=args.cpus_per_run, dataset=shared.dataset, out_dir=args.out,
-        verbose=shared.verbose)
+        verbose=shared.verbose, rerank=local_rerank(args))

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from reid_core.matching.registry import MATCHERS, NONE
 from reid_core.settings import Settings
 
 
@@ -81,6 +82,13 @@ def _declarations(settings: Settings) -> dict[str, tuple[tuple[str, ...], dict[s
         "dataset": (("--dataset",), dict(default=None, help="dataset name recorded in MLflow tags")),
         "verbose": (("--verbose",), dict(
             action="store_true", help="full tracebacks and Ray's, Tune's and MLflow's own output")),
+        "matcher": (("--matcher",), dict(
+            choices=MATCHERS, default="none",
+            help="local-feature matcher that verifies the global model's shortlist and re-ranks it by the "
+                 "calibrated fused probability (sift needs no weights; default: none, the global model alone)")),
+        "shortlist": (("--shortlist",), dict(
+            type=int, default=50, help="images per query, the most similar by the global model, matched "
+                                       "locally (default: 50)")),
     }
 
 
@@ -100,6 +108,16 @@ def add_options(parser: argparse.ArgumentParser, settings: Settings, *names: str
         flags, keywords = declared[name]
         keywords = {**keywords, **changes.get(name, {})}
         parser.add_argument(*keywords.pop("flags", flags), **keywords)
+
+
+def local_rerank(args: argparse.Namespace):
+    """The ``--matcher`` / ``--shortlist`` re-ranking of model evaluation; None for ``--matcher none``."""
+    if args.matcher == NONE:
+        return None
+    at_least("--shortlist", args.shortlist, 1)
+    from reid_core.lifecycle.local_rerank import LocalRerank
+
+    return LocalRerank(args.matcher, args.shortlist)
 
 
 def names(text: str | None) -> list[str]:

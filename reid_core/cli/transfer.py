@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from reid_core.cli.options import Parser, UsageError, add_options, dataset_name, names
+from reid_core.cli.options import Parser, UsageError, add_options, dataset_name, local_rerank, names
 from reid_core.settings import Settings
 
 
@@ -40,7 +40,7 @@ def build_parser(settings: Settings) -> Parser:
                              "(tiger=@candidate), a run (tiger=run:<run_id>) or a model URI")
     parser.add_argument("--cpus-per-task", type=float, default=1.0, help="CPUs per cell task")
     parser.add_argument("--out", help="output folder (default: REID_HOME/transfer/<method>-<time>)")
-    add_options(parser, settings, "dataset", "original_images", "verbose")
+    add_options(parser, settings, "dataset", "original_images", "matcher", "shortlist", "verbose")
     return parser
 
 
@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
         method=args.method, manifest=args.manifest, species=_species(args.species),
         test_species=_species(args.test_species), alias=args.alias, models=parse_models(args.model),
         use_masked=not args.original_images, cpus_per_task=args.cpus_per_task,
-        dataset=args.dataset or dataset_name(args.manifest), out_dir=args.out)
+        dataset=args.dataset or dataset_name(args.manifest), out_dir=args.out, rerank=local_rerank(args))
     settings.ensure_dirs()
     try:
         result = run_transfer_matrix(request, settings)

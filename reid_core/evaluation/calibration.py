@@ -98,6 +98,28 @@ def shortlist(similarity: np.ndarray, size: int) -> np.ndarray:
     return np.take_along_axis(top, order, axis=1)
 
 
+def neighbour_pairs(similarity: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first, second), first < second: each image of a square similarity matrix with its ``size`` most
+    similar others (itself excluded), each unordered pair once."""
+    masked = np.array(similarity, np.float64)
+    np.fill_diagonal(masked, -np.inf)
+    near = shortlist(masked, min(size, len(masked) - 1))
+    pairs = {(min(i, j), max(i, j)) for i, row in enumerate(near) for j in row.tolist() if i != j}
+    ordered = np.array(sorted(pairs), np.int64).reshape(-1, 2)
+    return ordered[:, 0], ordered[:, 1]
+
+
+def fused_distance(similarity: np.ndarray, fused: np.ndarray) -> np.ndarray:
+    """A distance matrix (smaller = closer) that ranks by the fused probability where a pair was matched
+    locally (finite ``fused``) and after every such pair by the global similarity; ties of the fused
+    probability (isotonic plateaus) are broken by the global similarity. Kept within [0, 3] so float32
+    evaluation code still separates probabilities ~1e-4 apart."""
+    similarity = np.asarray(similarity, np.float64)
+    tie = (1.0 - np.clip(similarity, -1.0, 1.0)) / 2  # in [0, 1], smaller = more similar
+    matched = np.isfinite(fused)
+    return np.where(matched, (1.0 - np.where(matched, fused, 0.0)) + 1e-4 * tie, 2.0 + tie)
+
+
 def quantiles(values: np.ndarray, count: int = QUANTILES) -> list[float]:
     values = np.asarray(values, np.float64)
     values = values[np.isfinite(values)]

@@ -344,7 +344,7 @@ def _rank_dict(r: RankResult) -> dict[str, float]:
 
 
 def evaluate_manifest(
-    features: np.ndarray | torch.Tensor,
+    features: np.ndarray | torch.Tensor | None,
     manifest: pl.DataFrame,
     protocol: str,
     *,
@@ -359,8 +359,11 @@ def evaluate_manifest(
     chunk_size: int | None = None,
     device: torch.device | str | None = None,
     num_threads: int | None = None,
+    distmat: np.ndarray | torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Evaluate ``features`` (one row per manifest row) under ``protocol``; flat metric names.
+    """Evaluate ``features`` (one row per manifest row) under ``protocol``; flat metric names. ``distmat``
+    (N x N over the manifest's rows, smaller = closer) replaces the features' distances, e.g. a ranking
+    re-scored by local-feature matching; the open_set protocol needs features.
 
     Rows are restricted to ``split`` when the manifest has a ``split`` column (None = all rows);
     entity ids are strings (null = unknown identity, never anyone's positive). Protocols:
@@ -379,31 +382,39 @@ def evaluate_manifest(
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
-    if len(features) != len(manifest):
-        raise ValueError(f"{len(features)} feature rows for a manifest of {len(manifest)} rows")
-    feats = as_tensor(features)
+    if (features is None) == (distmat is None):
+        raise ValueError("pass exactly one of features= (N x dim) or distmat= (N x N)")
+    if distmat is not None and protocol == "open_set":
+        raise ValueError("the open_set protocol scores nearest-match distances of features; pass features=")
+    given = features if features is not None else distmat
+    if len(given) != len(manifest):
+        raise ValueError(f"{len(given)} feature / distance rows for a manifest of {len(manifest)} rows")
+    feats = as_tensor(given)
+    kind = "features" if features is not None else "distmat"
     common = dict(metric=metric, chunk_size=chunk_size, device=device, num_threads=num_threads)
 
     def select(name: str | None) -> tuple[pl.DataFrame, torch.Tensor]:
         if name is None or "split" not in manifest.columns:
             return manifest, feats
         mask = (manifest["split"] == name).fill_null(False).to_numpy()
-        return manifest.filter(mask.tolist()), feats[torch.from_numpy(mask)]
+        index = torch.from_numpy(mask)
+        return manifest.filter(mask.tolist()), feats[index] if kind == "features" else feats[index][:, index]
 
     df, x = select(split)
     if len(df) == 0:
         raise ValueError(f"no manifest rows with split == {split!r}")
+    common[kind] = x
     entity = _column(df, "entity", protocol)
 
     if protocol == "disjoint":
         r = evaluate_roles(
-            entity, _column(df, "role", protocol), _cams(df), features=x, max_rank=max_rank,
+            entity, _column(df, "role", protocol), _cams(df), max_rank=max_rank,
             no_positive=no_positive, ap_mode=ap_mode, **common,
         )
         return _rank_dict(r)
     if protocol == "probe_gallery":
         r = evaluate_probe_gallery(
-            entity, _cams(df), features=x, remove=remove, max_rank=max_rank, no_positive=no_positive,
+            entity, _cams(df), remove=remove, max_rank=max_rank, no_positive=no_positive,
             ap_mode=ap_mode, **common,
         )
         return _rank_dict(r)
@@ -411,18 +422,20 @@ def evaluate_manifest(
         frame = _column(df, "frame", protocol).astype(np.float64)  # null -> NaN (never "near")
         bucket = _column(df, "atrw_query", protocol).tolist()
         res = evaluate_atrw(
-            entity, _column(df, "camera", protocol), frame, bucket, features=x, junk_entity=None, **common
+            entity, _column(df, "camera", protocol), frame, bucket, junk_entity=None, **common
         )
         pooled = res["private"].pooled.as_dict(ranks=(1, 5))  # mAP, mINP, rank1, rank5
         return res["private"].as_dict() | res["public"].as_dict("public_") | pooled
-    # open_set
+    # open_set (features only, checked above)
+    plain = {k: v for k, v in common.items() if k != "features"}
+
     def scores(part: pl.DataFrame, xs: torch.Tensor) -> OpenSetScores:
         roles = _column(part, "role", protocol)
         if (roles == "both").any():
             raise ValueError("open_set needs disjoint roles: a 'both' row would be its own nearest match")
         q, g = roles == "query", roles == "gallery"
         ents = _column(part, "entity", protocol)
-        return open_set_scores(xs[torch.from_numpy(q)], xs[torch.from_numpy(g)], ents[q], ents[g], **common)
+        return open_set_scores(xs[torch.from_numpy(q)], xs[torch.from_numpy(g)], ents[q], ents[g], **plain)
 
     if threshold is None:
         vdf, vx = select(val_split)
@@ -438,7 +451,7 @@ def evaluate_manifest(
     if s.known.any():  # closed-set ranking metrics; new individuals have no positive and are skipped
         r = evaluate_roles(
             entity, _column(df, "role", protocol), _cams(df), features=x, max_rank=max_rank,
-            no_positive="skip", ap_mode=ap_mode, **common,
+            no_positive="skip", ap_mode=ap_mode, **plain,
         )
         out |= _rank_dict(r)
     return out

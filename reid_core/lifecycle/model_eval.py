@@ -17,6 +17,7 @@ from reid_core.data import manifest
 from reid_core.data.dataset import images_to_evaluate
 from reid_core.engine.evaluate import embed_rows, protocol_for
 from reid_core.evaluation.protocols import evaluate_manifest
+from reid_core.lifecycle.local_rerank import LocalRerank, fused_metrics
 from reid_core.methods.registry import get_method
 from reid_core.settings import Settings
 
@@ -30,6 +31,12 @@ class ModelEvaluation:
     protocol: str
     n_images: int
     metrics: dict[str, float]
+
+
+def species_rows(manifest_uri: str, species: str, split: str, df: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The ``split`` rows of ``species`` (possibly none)."""
+    df = manifest.read(manifest_uri) if df is None else df
+    return df.filter((pl.col("species") == species) & (pl.col("split") == split))
 
 
 def species_test_rows(manifest_uri: str, species: str, df: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -67,8 +74,12 @@ def evaluate_model(
     use_masked: bool = True,
     batch_size: int = 64,
     protocol: str | None = None,
+    rerank: LocalRerank | None = None,
+    calibration_rows: pl.DataFrame | None = None,
 ) -> ModelEvaluation:
-    """Metrics (``evaluate_manifest`` names: mAP, rank1, ...) of model ``uri`` on the test ``rows``.
+    """Metrics (``evaluate_manifest`` names: mAP, rank1, ...) of model ``uri`` on the test ``rows``; with
+    ``rerank``, also ``fused.*``: re-ranked by local-feature matching, calibrated on ``calibration_rows``
+    (validation rows of the same species).
 
     ``uri`` is any MLflow model URI; resolve aliases to a version first (``models:/name/7``) when the
     result must name exactly which model was measured.
@@ -80,5 +91,10 @@ def evaluate_model(
     images = images_to_evaluate(rows, use_masked, "test")
     features = embed_rows(model, images.rows, transform, column=images.column, batch_size=batch_size)
     metrics = evaluate_manifest(features, images.rows, protocol, split=None)
+    if rerank is not None:
+        calibration = calibration_rows if calibration_rows is not None else rows.clear()
+        metrics |= fused_metrics(
+            lambda part, column: embed_rows(model, part, transform, column=column, batch_size=batch_size),
+            pl.concat([rows, calibration], how="diagonal_relaxed"), use_masked, rerank, protocol)
     species = rows["species"][0] if rows.height else ""
     return ModelEvaluation(uri, species, protocol, rows.height, {k: float(v) for k, v in metrics.items()})

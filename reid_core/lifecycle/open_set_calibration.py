@@ -30,9 +30,9 @@ from reid_core.evaluation.calibration import (
     fit_isotonic,
     fuse,
     leave_one_out,
+    neighbour_pairs,
     operating_point,
     quantiles,
-    shortlist,
 )
 from reid_core.settings import Settings
 
@@ -61,10 +61,8 @@ def local_scores(matcher: str, uris: list[str], first: np.ndarray, second: np.nd
 
 def calibration_pairs(similarity: np.ndarray, codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(first, second) with first < second: each image's ``size`` most similar others and all same-individual pairs."""
-    masked = similarity.copy()
-    np.fill_diagonal(masked, -np.inf)
-    near = shortlist(masked, min(size, len(codes) - 1))
-    pairs = {(min(i, j), max(i, j)) for i, row in enumerate(near) for j in row.tolist() if i != j}
+    first, second = neighbour_pairs(similarity, size)
+    pairs = set(zip(first.tolist(), second.tolist(), strict=True))
     same = np.argwhere(np.triu(codes[:, None] == codes[None, :], k=1))
     pairs |= {(int(i), int(j)) for i, j in same}
     ordered = np.array(sorted(pairs), np.int64).reshape(-1, 2)

@@ -13,6 +13,7 @@ from reid_core import tracking
 from reid_core.data.dataset import images_to_evaluate, select_images
 from reid_core.engine.evaluate import embed_manifest, evaluate_split, protocol_for
 from reid_core.lifecycle import open_set_calibration
+from reid_core.lifecycle.local_rerank import LocalRerank, fused_metrics
 from reid_core.lifecycle.pictures import log_model_pictures
 from reid_core.lifecycle.restore import Restored
 from reid_core.methods.contract import Method
@@ -40,10 +41,15 @@ class Published:
     version: str
 
 
-def test_metrics(restored: Restored, rows: pl.DataFrame, use_masked: bool) -> dict[str, float]:
-    """``test.*`` metrics with the species' protocol (ATRW adds mAP_single/cross and mmAP)."""
+def test_metrics(restored: Restored, rows: pl.DataFrame, use_masked: bool,
+                 rerank: LocalRerank | None = None) -> dict[str, float]:
+    """``test.*`` metrics with the species' protocol (ATRW adds mAP_single/cross and mmAP); with ``rerank``
+    also ``test.fused.*``, the ranking re-scored by local-feature matching as ``identify`` does."""
     transform = restored.method.eval_transform(restored.config)
     metrics = evaluate_split(restored.method, restored.model, rows, transform, "test", use_masked=use_masked)
+    if rerank is not None:
+        metrics |= fused_metrics(lambda part, column: embed_manifest(restored.method, restored.model, part, transform,
+                                                                     column=column), rows, use_masked, rerank)
     return {f"test.{k}": float(v) for k, v in metrics.items()}
 
 

@@ -27,6 +27,7 @@ from reid_core.data import files as rio
 from reid_core.engine import checkpoint as ckpt
 from reid_core.engine.loop import TrainJob, load_species_rows, train
 from reid_core.engine.session import LocalSession
+from reid_core.lifecycle.local_rerank import LocalRerank
 from reid_core.lifecycle.publish import Published, publish, test_metrics
 from reid_core.lifecycle.restore import Restored, restore
 from reid_core.settings import Settings
@@ -72,8 +73,10 @@ class Tested:
     train_seconds: float  # training, or finding the finished checkpoint; testing not included
 
 
-def train_and_test(job: TrainJob, directory: Path, epochs: int, rows: pl.DataFrame | None = None) -> Tested:
-    """Train in-process unless ``directory`` holds a finished training already, then test its best epoch."""
+def train_and_test(job: TrainJob, directory: Path, epochs: int, rows: pl.DataFrame | None = None,
+                   rerank: LocalRerank | None = None) -> Tested:
+    """Train in-process unless ``directory`` holds a finished training already, then test its best epoch
+    (with ``rerank``, also re-ranked by local-feature matching: ``test.fused.*``)."""
     started = time.perf_counter()
     checkpoint = finished_checkpoint(directory, epochs)
     skipped = checkpoint is not None
@@ -82,7 +85,7 @@ def train_and_test(job: TrainJob, directory: Path, epochs: int, rows: pl.DataFra
     train_seconds = time.perf_counter() - started
     restored = restore(checkpoint)
     rows = load_species_rows(job.manifest, job.species) if rows is None else rows
-    return Tested(checkpoint, restored, test_metrics(restored, rows, job.use_masked), skipped, train_seconds)
+    return Tested(checkpoint, restored, test_metrics(restored, rows, job.use_masked, rerank), skipped, train_seconds)
 
 
 def training_tags(job: TrainJob, rows: pl.DataFrame, dataset: str) -> dict[str, str]:

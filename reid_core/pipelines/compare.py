@@ -26,6 +26,7 @@ from reid_core import tracking
 from reid_core.data import manifest
 from reid_core.engine.loop import TrainJob
 from reid_core.lifecycle import train_and_register as lifecycle
+from reid_core.lifecycle.local_rerank import LocalRerank
 from reid_core.pipelines import console
 from reid_core.pipelines.ray_runtime import init_ray, worker_env
 from reid_core.pipelines.train import original_images_note
@@ -52,6 +53,7 @@ class CompareRequest:
     dataset: str = "custom"
     out_dir: str | None = None  # default: REID_HOME/compare/compare-<UTC time>
     verbose: bool = False  # the trainings' own (Ray worker) output on the console
+    rerank: LocalRerank | None = None  # also test re-ranked by local-feature matching (``test.fused.*``)
 
 
 @dataclass
@@ -132,7 +134,7 @@ def plan_runs(request: CompareRequest, settings: Settings) -> list[RunSpec]:
     return specs
 
 
-def train_and_test(spec: RunSpec, threads: int) -> dict:
+def train_and_test(spec: RunSpec, threads: int, rerank: LocalRerank | None = None) -> dict:
     """One training (a Ray task): train in-process unless finished already, then test the best epoch."""
     import torch
 
@@ -142,7 +144,7 @@ def train_and_test(spec: RunSpec, threads: int) -> dict:
     torch.set_num_threads(max(1, threads))
     job = spec.job
     rows = load_species_rows(job.manifest, job.species)
-    tested = lifecycle.train_and_test(job, spec.directory, spec.epochs, rows)
+    tested = lifecycle.train_and_test(job, spec.directory, spec.epochs, rows, rerank)
     progress = tested.restored.progress
     return {"method": job.method, "species": job.species, "seed": job.seed,
             "protocol": protocol_for(rows.filter(pl.col("split") == "test")), "preset": job.preset,
@@ -158,7 +160,7 @@ def launch(specs: list[RunSpec], request: CompareRequest) -> list:
     task = ray.remote(num_cpus=request.cpus_per_run, num_gpus=1 if request.use_gpu else 0,
                       runtime_env={"env_vars": worker_env()})(train_and_test)
     threads = max(1, int(request.cpus_per_run))
-    return [task.remote(spec, threads) for spec in specs]
+    return [task.remote(spec, threads, request.rerank) for spec in specs]
 
 
 def _child_params(spec: RunSpec) -> dict:
@@ -204,7 +206,9 @@ def run_compare(request: CompareRequest, settings: Settings | None = None) -> Co
                     "species": ",".join(request.species), "seeds": request.seeds, "base_seed": request.base_seed,
                     "preset": request.preset, "epochs": request.epochs, "use_masked": request.use_masked,
                     "cpus_per_run": request.cpus_per_run,
-                    "overrides": json.dumps(request.overrides, sort_keys=True)})
+                    "overrides": json.dumps(request.overrides, sort_keys=True),
+                    "matcher": request.rerank.matcher if request.rerank else "none",
+                    "shortlist": request.rerank.shortlist if request.rerank else None})
         tracking.log_manifest_input(run_id, used_rows, request.manifest,
                                     tracking.dataset_name(request.dataset, request.species), settings=settings)
         species_rows = {s: all_rows.filter(pl.col("species") == s) for s in request.species}

@@ -19,7 +19,8 @@ import polars as pl
 
 from reid_core import tracking
 from reid_core.data import manifest
-from reid_core.lifecycle.model_eval import evaluate_model, species_test_rows
+from reid_core.lifecycle.local_rerank import LocalRerank
+from reid_core.lifecycle.model_eval import evaluate_model, species_rows, species_test_rows
 from reid_core.methods.registry import method_names
 from reid_core.pipelines.ray_runtime import init_ray, worker_env
 from reid_core.reports import transfer as transfer_report
@@ -27,8 +28,9 @@ from reid_core.settings import Settings
 from reid_core.tracking.versions import ModelNotFoundError
 
 RUN_KIND = "transfer_matrix"
-# Metrics logged per cell (when the test protocol computes them); mmAP/rank1_single/rank1_cross: ATRW.
-CELL_METRICS = ("mAP", "rank1", "mmAP", "rank1_single", "rank1_cross")
+# Metrics logged per cell (when the test protocol computes them); mmAP/rank1_single/rank1_cross: ATRW;
+# fused_*: re-ranked by local-feature matching (``--matcher``).
+CELL_METRICS = ("mAP", "rank1", "mmAP", "rank1_single", "rank1_cross", "fused_mAP", "fused_rank1")
 TABLE_SCHEMA = {"train_species": pl.String, "test_species": pl.String, "model": pl.String, "model_uri": pl.String,
                 "protocol": pl.String, **{m: pl.Float64 for m in CELL_METRICS},
                 "n_queries": pl.Float64, "n_images": pl.Int64}
@@ -46,6 +48,7 @@ class TransferRequest:
     cpus_per_task: float = 1.0
     dataset: str = "custom"
     out_dir: str | None = None  # default: REID_HOME/transfer/<method>-<UTC time>
+    rerank: LocalRerank | None = None  # also re-rank each cell by local-feature matching (fused_mAP, fused_rank1)
 
 
 @dataclass
@@ -108,16 +111,20 @@ def resolve_models(request: TransferRequest, manifest_species: list[str],
 
 
 def evaluate_cell(ref: ModelRef, manifest_uri: str, test_species: str, settings: Settings,
-                  use_masked: bool, threads: int) -> dict:
-    """One cell (runs as a Ray task): ``ref``'s model on ``test_species``' test rows."""
+                  use_masked: bool, threads: int, rerank: LocalRerank | None = None) -> dict:
+    """One cell (runs as a Ray task): ``ref``'s model on ``test_species``' test rows; with ``rerank``, also
+    re-ranked by local-feature matching, calibrated on ``test_species``' validation rows."""
     import torch
 
     torch.set_num_threads(max(1, threads))
-    rows = species_test_rows(manifest_uri, test_species)
-    result = evaluate_model(ref.uri, rows, settings=settings, use_masked=use_masked)
+    all_rows = manifest.read(manifest_uri)
+    rows = species_test_rows(manifest_uri, test_species, all_rows)
+    result = evaluate_model(ref.uri, rows, settings=settings, use_masked=use_masked, rerank=rerank,
+                            calibration_rows=species_rows(manifest_uri, test_species, "val", all_rows))
+    metrics = {k.replace(".", "_"): v for k, v in result.metrics.items()}  # fused.mAP -> fused_mAP
     return {"train_species": ref.species, "test_species": test_species, "model": ref.label,
             "model_uri": ref.uri, "protocol": result.protocol,
-            **{m: result.metrics.get(m) for m in CELL_METRICS},
+            **{m: metrics.get(m) for m in CELL_METRICS},
             "n_queries": result.metrics.get("n_queries"), "n_images": result.n_images}
 
 
@@ -128,7 +135,8 @@ def compute_matrix(refs: list[ModelRef], test_species: list[str], request: Trans
     # Per-task download progress bars from parallel cells interleave into noise in the driver's log.
     env = worker_env() | {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     task = ray.remote(num_cpus=request.cpus_per_task, runtime_env={"env_vars": env})(evaluate_cell)
-    futures = [task.remote(ref, request.manifest, t, settings, request.use_masked, int(request.cpus_per_task))
+    futures = [task.remote(ref, request.manifest, t, settings, request.use_masked, int(request.cpus_per_task),
+                           request.rerank)
                for ref in refs for t in test_species]
     return pl.DataFrame(ray.get(futures), schema=TABLE_SCHEMA)
 

@@ -16,10 +16,11 @@ import polars as pl
 from reid_core.reports.tables import markdown_table
 
 # Per protocol, the (metric, label) columns the table shows per species; the ATRW ones only when present.
+RERANKED_METRICS = (("fused.mAP", "mAP +local"), ("fused.rank1", "R@1 +local"))  # compare --matcher
 TABLE_METRICS = {
     "atrw": (("mAP", "mAP"), ("rank1", "R@1"), ("mmAP", "mmAP"), ("rank1_single", "R@1(s)"),
-             ("rank1_cross", "R@1(c)")),
-    "default": (("mAP", "mAP"), ("rank1", "R@1")),
+             ("rank1_cross", "R@1(c)"), *RERANKED_METRICS),
+    "default": (("mAP", "mAP"), ("rank1", "R@1"), *RERANKED_METRICS),
 }
 CHART_METRICS = (("mAP", "mAP"), ("rank1", "rank-1"))
 SUMMARY_SCHEMA = {"method": pl.String, "species": pl.String, "protocol": pl.String, "metric": pl.String,

@@ -18,6 +18,7 @@ PAPER_COLUMNS = {
     "atrw": (("mmAP", "mmAP"), ("rank1_single", "R@1(s)"), ("rank1_cross", "R@1(m)")),
     "default": (("mAP", "mAP"), ("rank1", "R@1")),
 }
+RERANKED_COLUMNS = (("fused_mAP", "mAP +local"), ("fused_rank1", "R@1 +local"))  # transfer --matcher
 HEATMAP_METRICS = (("mAP", "mAP (%)"), ("rank1", "rank-1 (%)"))
 CHANGED_METRICS = ("mAP", "rank1")
 
@@ -30,8 +31,9 @@ def paper_table(table: pl.DataFrame) -> str:
     """Rows: training species (model); column groups: test species with its protocol's metrics, in %."""
     tests = list(dict.fromkeys(table["test_species"].to_list()))
     protocol = dict(zip(table["test_species"], table["protocol"], strict=True))
+    reranked = tuple(c for c in RERANKED_COLUMNS if c[0] in table.columns and table[c[0]].is_not_null().any())
     columns = [(t, key, f"{t} {label}") for t in tests
-               for key, label in PAPER_COLUMNS.get(protocol[t], PAPER_COLUMNS["default"])]
+               for key, label in (*PAPER_COLUMNS.get(protocol[t], PAPER_COLUMNS["default"]), *reranked)]
     rows = []
     for train in dict.fromkeys(table["train_species"].to_list()):
         cells = {r["test_species"]: r for r in table.filter(pl.col("train_species") == train).iter_rows(named=True)}
