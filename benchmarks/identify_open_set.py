@@ -120,6 +120,7 @@ def main() -> None:
     known = [n for n in names if n not in unknown]
     rng.shuffle(known)
     individual = test.rows["individual"].to_numpy()
+    entity = test.rows["entity"].to_numpy()  # individual and flank
     roles = test.rows["role"].to_numpy()
     unknown_queries = np.flatnonzero(np.isin(individual, list(unknown)))
 
@@ -204,6 +205,11 @@ def main() -> None:
                     _, _, _, pairwise = scores(photos, photos, args.shortlist)
                     groups = group_photos(np.where(np.eye(len(photos), dtype=bool), np.nan, pairwise), pair_point)
                     entry[f"ARI_{group_label}"] = adjusted_rand(individual[photos], groups)
+                    # Against the flank (entity): photos of a tiger's two flanks share no stripes, so no
+                    # matcher can join them; perfect flank groups score ~0.56 against individuals here.
+                    entry[f"ARI_flank_{group_label}"] = adjusted_rand(entity[photos], groups)
+                    entry[f"ARI_ceiling_{group_label}"] = adjusted_rand(individual[photos], np.unique(
+                        entity[photos], return_inverse=True)[1])
                     entry[f"groups_{group_label}"] = int(groups.max() + 1)
                 entry["photos_called_new"] = int(len(called_new))
         results[label] = entry
