@@ -12,7 +12,8 @@ from PIL import Image
 from reid_core.evaluation.calibration import fused_distance, rank_individuals
 from reid_core.evaluation.protocols import evaluate_manifest
 from reid_core.lifecycle.local_rerank import LocalRerank, fused_metrics
-from reid_core.lifecycle.open_set_calibration import fit, local_scores
+from reid_core.lifecycle.open_set_calibration import fit
+from reid_core.pipelines.match import match_pairs_local
 
 INDIVIDUALS = {"val": (10, 11, 12), "test": (0, 1, 2, 3)}
 
@@ -68,8 +69,8 @@ def test_local_rerank_puts_the_true_individual_first_where_the_global_model_does
     assert metrics["fused.mAP"] > global_only["mAP"] + 0.5
     assert metrics["fused.pairs_matched"] == 12 * 11 / 2  # every pair of the 12 test photos, once
 
-    # identify's ranking of individuals on the same pairs, with the calibration fitted on validation: the
-    # true individual first for every query.
+    # identify's path: the matching stage scores each query against every gallery photo, the calibration
+    # fitted on validation fuses, and identify's ranking of individuals puts the true one first every time.
     val = photos.filter(pl.col("split") == "val")
     calibration = fit(embed(val, "image_uri"), val, val["image_uri"].to_list(), ("sift",))
     queries = test.filter(pl.col("role") == "query")
@@ -77,9 +78,13 @@ def test_local_rerank_puts_the_true_individual_first_where_the_global_model_does
     features = embed(pl.concat([queries, gallery]), "image_uri")
     features /= np.linalg.norm(features, axis=1, keepdims=True)
     similarity = features[:4] @ features[4:].T
-    uris = queries["image_uri"].to_list() + gallery["image_uri"].to_list()
-    first, second = np.repeat(np.arange(4), 8), np.tile(np.arange(4, 12), 4)
-    local = local_scores("sift", uris, first, second).reshape(4, 8)
+    pairs = pl.DataFrame({"query_id": np.repeat(queries["image_id"].to_numpy(), 8),
+                          "gallery_id": np.tile(gallery["image_id"].to_numpy(), 4),
+                          "query_uri": np.repeat(queries["image_uri"].to_numpy(), 8),
+                          "gallery_uri": np.tile(gallery["image_uri"].to_numpy(), 4)})
+    matched = match_pairs_local(pairs, "sift")  # the matching stage's worker, in-process (on Ray: test_match_stage)
+    assert matched["status"].to_list() == ["ok"] * 32
+    local = matched["score"].to_numpy().reshape(4, 8)
     fused = (calibration.probability("global", similarity) + calibration.probability("sift", local)) / 2
     names, codes = np.unique(gallery["individual"].to_numpy(), return_inverse=True)
     top, _, _ = rank_individuals(fused, similarity, codes, len(names), top_k=1)
