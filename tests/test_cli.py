@@ -87,6 +87,12 @@ def test_argparse_mistakes_are_one_line_and_exit_2(argv, message, capsys):
     (["segment", "--method", "nope"], "unknown --method 'nope'; choose one of"),
     (["segment", "--method", "reference", "--set", "bogus=1"], "takes no option bogus"),
     (["transfer", "--model", "tiger"], "--model expects SPECIES="),
+    (["train", "--species", "tiger", "--calibrate", "sift,orb"], "--calibrate: unknown matcher 'orb'; choose from"),
+    (["tune", "--method", "dve", "--species", "tiger", "--calibrate", "orb"], "--calibrate: unknown matcher 'orb'"),
+    (["train", "--species", "tiger", "--matcher-set", "orb.ratio=0.8"], "expected MATCHER.KEY=VALUE with MATCHER one of"),
+    (["train", "--species", "tiger", "--matcher-set", "sift.rattio=0.8"], "--matcher-set sift:"),
+    (["compare", "--methods", "dve", "--matcher", "sift", "--shortlist", "0", "--seeds", "1"],
+     "--shortlist must be >= 1, got 0"),
 ])
 def test_usage_mistakes_are_one_line_and_exit_2(argv, message, tiny_synthetic, capsys):
     # Tiny batches, so that a check of the data does not fail first.

@@ -9,10 +9,10 @@ import pytest
 from matching_support import tiger_photo
 from PIL import Image
 
-from reid_core.evaluation.calibration import fused_distance, rank_individuals
+from reid_core.evaluation.calibration import OpenSetCalibration, fused_distance, rank_individuals
 from reid_core.evaluation.protocols import evaluate_manifest
 from reid_core.lifecycle.local_rerank import LocalRerank, fused_metrics
-from reid_core.lifecycle.open_set_calibration import fit
+from reid_core.lifecycle.open_set_calibration import fit, matcher_options
 from reid_core.pipelines.match import match_pairs_local
 
 INDIVIDUALS = {"val": (10, 11, 12), "test": (0, 1, 2, 3)}
@@ -97,3 +97,17 @@ def test_rerank_options_are_checked():
         LocalRerank("none")
     with pytest.raises(ValueError, match="shortlist must hold >= 1"):
         LocalRerank("sift", shortlist=0)
+
+
+def test_a_calibration_keeps_the_matcher_options_it_was_fitted_with(photos, single_torch_thread):
+    # identify matches with the options (e.g. LightGlue weights) the stored calibration was fitted with.
+    val = photos.filter(pl.col("split") == "val")
+    features = embed(val, "image_uri")
+    uris = val["image_uri"].to_list()
+    options = {"sift": {"num_features": 256, "ratio": 0.8}}
+    calibration = OpenSetCalibration.from_dict(fit(features, val, uris, ("sift",), options=options).to_dict())
+    assert matcher_options(calibration, "sift") == options["sift"]
+    default = fit(features, val, uris, ("sift",))
+    assert matcher_options(default, "sift") == {}
+    # Fewer keypoints give fewer verified matches: the options reached the matcher.
+    assert calibration.scorers["sift"].x[-1] < default.scorers["sift"].x[-1]

@@ -18,7 +18,7 @@ def build_parser(settings: Settings) -> Parser:
     parser.add_argument("--out", default=None, help="output folder (default: REID_HOME/compare/compare-<time>)")
     add_options(parser, settings, *TRAINING,
                 epochs={"help": "epochs per training of each method that trains (default: the preset's)"})
-    add_options(parser, settings, "matcher", "shortlist")
+    add_options(parser, settings, "matcher", "shortlist", "matcher_set")
     return parser
 
 

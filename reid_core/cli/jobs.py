@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 from reid_core.cli.options import (
     UsageError,
     at_least,
+    calibration_matchers,
     dataset_name,
     local_rerank,
+    matcher_options,
     names,
     parse_assignments,
     parse_bounds,
@@ -103,7 +105,8 @@ def tune_request(args: argparse.Namespace) -> TuneRequest:
         num_samples=args.num_samples, max_concurrent=args.max_concurrent, workers_per_trial=args.workers_per_trial,
         cpus_per_trial=args.cpus_per_trial, epochs=shared.epochs, use_gpu=shared.use_gpu, seed=shared.seed,
         bounds=parse_bounds(args.bound), overrides=shared.overrides, use_masked=shared.use_masked,
-        dataset=shared.dataset, verbose=shared.verbose, max_failures=args.max_failures, resume=args.resume)
+        dataset=shared.dataset, verbose=shared.verbose, max_failures=args.max_failures, resume=args.resume,
+        calibrate=calibration_matchers(args), matcher_options=matcher_options(args))
 
 
 def compare_request(args: argparse.Namespace) -> CompareRequest:

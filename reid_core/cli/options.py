@@ -86,6 +86,15 @@ def _declarations(settings: Settings) -> dict[str, tuple[tuple[str, ...], dict[s
             choices=MATCHERS, default="none",
             help="local-feature matcher that verifies the global model's shortlist and re-ranks it by the "
                  "calibrated fused probability (sift needs no weights; default: none, the global model alone)")),
+        "calibrate": (("--calibrate",), dict(
+            default="sift", metavar="MATCHERS",
+            help="local matchers to calibrate for identify when the model is published, comma-separated "
+                 f"({', '.join(m for m in MATCHERS if m != NONE)}; default: sift; none: the global model only)")),
+        "matcher_set": (("--matcher-set",), dict(
+            dest="matcher_set", action="append", metavar="MATCHER.KEY=VALUE",
+            help="a local matcher's option, e.g. --matcher-set lightglue-disk.extractor_weights=s3://b/disk.pth "
+                 "--matcher-set lightglue-disk.lightglue_weights=/models/lg.pth (default: released weights from "
+                 "the hub; identify uses the options a model was calibrated with)")),
         "shortlist": (("--shortlist",), dict(
             type=int, default=50, help="images per query, the most similar by the global model, matched "
                                        "locally (default: 50)")),
@@ -110,6 +119,25 @@ def add_options(parser: argparse.ArgumentParser, settings: Settings, *names: str
         parser.add_argument(*keywords.pop("flags", flags), **keywords)
 
 
+def matcher_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """``--matcher-set MATCHER.KEY=VALUE`` as {matcher: {key: value}}, each checked by the matcher's options."""
+    from reid_core.matching.registry import check_options
+
+    by_matcher: dict[str, dict[str, Any]] = {}
+    for key, value in parse_assignments(getattr(args, "matcher_set", None), "--matcher-set").items():
+        matcher, _, option = key.partition(".")
+        if matcher not in MATCHERS or matcher == NONE or not option:
+            raise UsageError(f"--matcher-set {key}=...: expected MATCHER.KEY=VALUE with MATCHER one of "
+                             f"{', '.join(m for m in MATCHERS if m != NONE)}")
+        by_matcher.setdefault(matcher, {})[option] = value
+    for matcher, options in by_matcher.items():
+        try:
+            check_options(matcher, options)
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"--matcher-set {matcher}: {' '.join(str(error).split())}") from None
+    return by_matcher
+
+
 def local_rerank(args: argparse.Namespace):
     """The ``--matcher`` / ``--shortlist`` re-ranking of model evaluation; None for ``--matcher none``."""
     if args.matcher == NONE:
@@ -117,7 +145,16 @@ def local_rerank(args: argparse.Namespace):
     at_least("--shortlist", args.shortlist, 1)
     from reid_core.lifecycle.local_rerank import LocalRerank
 
-    return LocalRerank(args.matcher, args.shortlist)
+    return LocalRerank(args.matcher, args.shortlist, matcher_options(args).get(args.matcher, {}))
+
+
+def calibration_matchers(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--calibrate``'s matchers, each a registered one."""
+    chosen = tuple(names(args.calibrate))
+    unknown = [m for m in chosen if m not in MATCHERS]
+    if unknown:
+        raise UsageError(f"--calibrate: unknown matcher {unknown[0]!r}; choose from {', '.join(MATCHERS)}")
+    return tuple(m for m in chosen if m != NONE)
 
 
 def names(text: str | None) -> list[str]:

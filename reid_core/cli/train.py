@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from reid_core.cli.options import TRAINING, Parser, add_options, dataset_name
+from reid_core.cli.options import (
+    TRAINING,
+    Parser,
+    add_options,
+    calibration_matchers,
+    dataset_name,
+    matcher_options,
+)
 from reid_core.reports.tables import markdown_table
 from reid_core.settings import Settings
 
@@ -17,7 +24,7 @@ def build_parser(settings: Settings) -> Parser:
     parser.add_argument("--run-name", default=None,
                         help="stable name: rerunning with the same name resumes from the last checkpoint")
     parser.add_argument("--max-failures", type=int, default=2, help="worker losses tolerated (DDP)")
-    add_options(parser, settings, "storage", *TRAINING)
+    add_options(parser, settings, "storage", "calibrate", "matcher_set", *TRAINING)
     return parser
 
 
@@ -26,6 +33,7 @@ def main(argv: list[str]) -> int:
 
     args = build_parser(Settings.from_env()).parse_args(argv)
     job = train_job(args)  # the command line's own mistakes, before the data is read
+    matchers, options = calibration_matchers(args), matcher_options(args)
     settings = command_settings(args)
     from reid_core.pipelines import console
 
@@ -47,7 +55,7 @@ def main(argv: list[str]) -> int:
 
     registered = train_and_register(
         job, run_name=run_name, dataset=args.dataset or dataset_name(args.manifest), rows=rows, settings=settings,
-        params={"workers": args.workers},
+        params={"workers": args.workers}, matchers=matchers, matcher_options=options,
         trainer=trainer(workers=args.workers, settings=settings, max_failures=args.max_failures,
                         verbose=args.verbose))
     print("\n" + markdown_table([registered.row(args.species)]))

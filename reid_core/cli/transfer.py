@@ -40,7 +40,7 @@ def build_parser(settings: Settings) -> Parser:
                              "(tiger=@candidate), a run (tiger=run:<run_id>) or a model URI")
     parser.add_argument("--cpus-per-task", type=float, default=1.0, help="CPUs per cell task")
     parser.add_argument("--out", help="output folder (default: REID_HOME/transfer/<method>-<time>)")
-    add_options(parser, settings, "dataset", "original_images", "matcher", "shortlist", "verbose")
+    add_options(parser, settings, "dataset", "original_images", "matcher", "shortlist", "matcher_set", "verbose")
     return parser
 
 

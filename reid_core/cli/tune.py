@@ -28,7 +28,7 @@ def build_parser(method: str | None, settings: Settings) -> Parser:
     parser.add_argument("--resume", action="store_true",
                         help="continue each species' latest sweep after a killed driver: the same MLflow parent "
                              "run, finished trials kept, the rest resumed from their checkpoints")
-    add_options(parser, settings, "bound", "storage", *TRAINING)
+    add_options(parser, settings, "bound", "storage", "calibrate", "matcher_set", *TRAINING)
     return parser
 
 

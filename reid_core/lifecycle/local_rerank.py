@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -29,10 +29,11 @@ Embed = Callable[[pl.DataFrame, str], np.ndarray]  # (rows, image column) -> one
 
 @dataclass(frozen=True)
 class LocalRerank:
-    """Which matcher verifies the shortlist, and how many images per query it verifies."""
+    """Which matcher verifies the shortlist (with which options, e.g. weights), and how many images per query."""
 
     matcher: str = "sift"
     shortlist: int = 50
+    options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from reid_core.matching.registry import MATCHERS
@@ -60,13 +61,15 @@ def fused_metrics(embed: Embed, rows: pl.DataFrame, use_masked: bool, rerank: Lo
         return {}
     val = images_to_evaluate(rows.filter(pl.col("split") == "val"), use_masked, "val")
     calibration = open_set_calibration.calibrate_validation(lambda r: embed(r, val.column), val.rows, val.column,
-                                                            (rerank.matcher,))
+                                                            (rerank.matcher,),
+                                                            options={rerank.matcher: rerank.options})
     if calibration is None:  # calibrate_validation warned why
         return {}
     features = _normalised(embed(test.rows, test.column))
     similarity = features @ features.T
     first, second = neighbour_pairs(similarity, rerank.shortlist)
-    scores = open_set_calibration.local_scores(rerank.matcher, test.rows[test.column].to_list(), first, second)
+    scores = open_set_calibration.local_scores(rerank.matcher, test.rows[test.column].to_list(), first, second,
+                                               rerank.options)
     fused = np.full(similarity.shape, np.nan)
     fused[first, second] = fused[second, first] = fuse([
         calibration.probability(open_set_calibration.GLOBAL, similarity[first, second]),

@@ -41,6 +41,7 @@ CALIBRATION_ARTIFACT = "identify/calibration.json"
 IDENTITY_COLUMN = "individual"  # identify names individuals, whichever flank the gallery holds
 DEFAULT_MATCHERS = ("sift",)
 GLOBAL = "global"
+MATCHER_OPTIONS = "matcher_options"  # the calibration's notes: the options (weights) each matcher was fitted with
 
 
 def read_rgb(uri: str) -> np.ndarray:
@@ -106,7 +107,9 @@ def fit(features: np.ndarray, rows: pl.DataFrame, uris: list[str], matchers: tup
         fused[first, second] = fused[second, first] = fuse([global_p[first, second], maps[matcher](scores)])
         fusions[matcher] = _fusion((GLOBAL, matcher), fused, codes)
     notes = {"fitted_on": "validation split (individuals the model did not train on)", "images": int(len(keep)),
-             "pairs": int(len(first)), "same_pairs": int(same.sum()), "shortlist": shortlist_size}
+             "pairs": int(len(first)), "same_pairs": int(same.sum()), "shortlist": shortlist_size,
+             # A matcher's calibration holds for the weights it was fitted with: identify matches with these.
+             MATCHER_OPTIONS: {m: dict((options or {}).get(m) or {}) for m in matchers if m != "none"}}
     return OpenSetCalibration(maps, fusions, notes)
 
 
@@ -132,6 +135,11 @@ def store(calibration: OpenSetCalibration, run_id: str, settings: Settings | Non
         points = fusion.validation.get("operating_points", {})
         tags[f"identify.operating_point.{matcher}"] = ", ".join(f"N={n}: {t}" for n, t in points.items())
     return tags
+
+
+def matcher_options(calibration: OpenSetCalibration, matcher: str) -> dict:
+    """The options (e.g. LightGlue's weights) ``matcher`` was calibrated with; {} for the defaults."""
+    return dict(calibration.notes.get(MATCHER_OPTIONS, {}).get(matcher) or {})
 
 
 def load(run_id: str, tags: dict, settings: Settings | None = None) -> OpenSetCalibration | None:

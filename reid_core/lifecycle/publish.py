@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,8 +54,9 @@ def test_metrics(restored: Restored, rows: pl.DataFrame, use_masked: bool,
     return {f"test.{k}": float(v) for k, v in metrics.items()}
 
 
-def identification_calibration(restored: Restored, rows: pl.DataFrame, use_masked: bool,
-                               matchers: tuple[str, ...]) -> open_set_calibration.OpenSetCalibration | None:
+def identification_calibration(restored: Restored, rows: pl.DataFrame, use_masked: bool, matchers: tuple[str, ...],
+                               matcher_options: Mapping[str, dict] | None = None,
+                               ) -> open_set_calibration.OpenSetCalibration | None:
     """Scores to probabilities and the known/new operating points, fitted on the validation split (individuals
     the model did not train on) on the images the model sees (masked where it was trained masked)."""
     images = images_to_evaluate(rows.filter(pl.col("split") == "val"), use_masked, "val")
@@ -63,7 +65,8 @@ def identification_calibration(restored: Restored, rows: pl.DataFrame, use_maske
         return embed_manifest(restored.method, restored.model, val, restored.method.eval_transform(restored.config),
                               column=images.column)
 
-    return open_set_calibration.calibrate_validation(embed, images.rows, images.column, matchers)
+    return open_set_calibration.calibrate_validation(embed, images.rows, images.column, matchers,
+                                                     options=dict(matcher_options or {}))
 
 
 def preprocessing(rows: pl.DataFrame, use_masked: bool) -> dict:
@@ -84,6 +87,7 @@ def publish(
     use_masked: bool = True,
     alias: str = tracking.CANDIDATE,
     matchers: tuple[str, ...] = open_set_calibration.DEFAULT_MATCHERS,
+    matcher_options: Mapping[str, dict] | None = None,
     settings: Settings | None = None,
 ) -> Published:
     """Evaluate on the test split, log the metrics and the embedding model to run ``run_id``, calibrate
@@ -103,7 +107,7 @@ def publish(
                   "preprocessing": preprocessing(rows, use_masked)},
         settings=settings,
     )
-    calibration = identification_calibration(restored, rows, use_masked, matchers)
+    calibration = identification_calibration(restored, rows, use_masked, matchers, matcher_options)
     stored = open_set_calibration.store(calibration, run_id, settings) if calibration else {}
     version = tracking.register(model_uri, name, tags={**tags, **metrics, **stored, "run_id": run_id}, alias=alias,
                                 settings=settings)

@@ -28,6 +28,7 @@ from reid_core.engine import checkpoint as ckpt
 from reid_core.engine.loop import TrainJob, load_species_rows, train
 from reid_core.engine.session import LocalSession
 from reid_core.lifecycle.local_rerank import LocalRerank
+from reid_core.lifecycle.open_set_calibration import DEFAULT_MATCHERS
 from reid_core.lifecycle.publish import Published, publish, test_metrics
 from reid_core.lifecycle.restore import Restored, restore
 from reid_core.settings import Settings
@@ -133,11 +134,14 @@ def log_training_run(
 
 
 def publish_checkpoint(checkpoint: Path, rows: pl.DataFrame, run_id: str, *, species: str, tags: Mapping[str, str],
-                       use_masked: bool = True, settings: Settings | None = None) -> tuple[Restored, Published]:
-    """Restore a checkpoint's best epoch and publish it on run ``run_id`` (test metrics, model, version)."""
+                       use_masked: bool = True, matchers: tuple[str, ...] = DEFAULT_MATCHERS,
+                       matcher_options: Mapping[str, dict] | None = None,
+                       settings: Settings | None = None) -> tuple[Restored, Published]:
+    """Restore a checkpoint's best epoch and publish it on run ``run_id`` (test metrics, model, version;
+    identify's calibration for the global model and ``matchers``)."""
     restored = restore(checkpoint)
     return restored, publish(restored, rows, run_id, species=species, tags=dict(tags), use_masked=use_masked,
-                             settings=settings)
+                             matchers=matchers, matcher_options=matcher_options, settings=settings)
 
 
 @dataclass
@@ -164,13 +168,17 @@ def train_and_register(
     trainer: Trainer | None = None,
     rows: pl.DataFrame | None = None,
     params: Mapping[str, Any] | None = None,
+    matchers: tuple[str, ...] = DEFAULT_MATCHERS,
+    matcher_options: Mapping[str, dict] | None = None,
     settings: Settings | None = None,
 ) -> Registered:
     """Train ``job``, log it as a run of ``reid-<method>``, evaluate it on the test split and register it as
     a version of ``reid-<method>-<species>`` with alias 'candidate'.
 
     ``trainer`` defaults to :func:`in_process`; ``rows`` (the species' manifest rows) are read when not
-    given; ``params`` add to the logged ones (seed, preset, use_masked and the validated config).
+    given; ``params`` add to the logged ones (seed, preset, use_masked and the validated config); ``matchers``:
+    the local matchers identify's calibration covers besides the global model (``matcher_options``: their
+    options, e.g. LightGlue weights from a path or s3://, which identify then uses).
     """
     settings = settings or Settings.from_env()
     settings.ensure_dirs()
@@ -187,7 +195,8 @@ def train_and_register(
     tags = training_tags(job, rows, dataset)
     try:
         restored, published = publish_checkpoint(checkpoint, rows, run_id, species=job.species, tags=tags,
-                                                  use_masked=job.use_masked, settings=settings)
+                                                  use_masked=job.use_masked, matchers=matchers,
+                                                  matcher_options=matcher_options, settings=settings)
     except BaseException:
         tracking.end_run(run_id, "FAILED", settings=settings)
         raise

@@ -241,10 +241,11 @@ def decision_threshold(job: IdentifyJob, model: ResolvedModel, calibration: Open
 
 
 def local_matches(pairs: pl.DataFrame, job: IdentifyJob, out: str, features: tuple[str, str],
-                  settings: Settings) -> pl.DataFrame:
+                  settings: Settings, options: dict | None = None) -> pl.DataFrame:
     """``pipelines.match`` over (query_id, gallery_id, query_uri, gallery_uri) pairs (resumable under ``out``);
-    ``features``: the folders of the queries' and the gallery's local features."""
-    return match_pairs(pairs, job.matcher, out=out, actors=job.actors, num_gpus=job.num_gpus,
+    ``features``: the folders of the queries' and the gallery's local features; ``options``: the matcher's,
+    as it was calibrated."""
+    return match_pairs(pairs, job.matcher, out=out, options=options, actors=job.actors, num_gpus=job.num_gpus,
                        features_cache=features[0], gallery_features_cache=features[1], settings=settings)
 
 
@@ -272,7 +273,8 @@ def score_pairs(similarity: np.ndarray, order: np.ndarray, query_ids: list[str],
     pairs = pl.DataFrame({"query_id": [query_ids[i] for i in qi], "gallery_id": [gallery_ids[j] for j in gi],
                           "query_uri": [query_uris[i] for i in qi], "gallery_uri": [gallery_uris[j] for j in gi]},
                          schema=dict.fromkeys(("query_id", "gallery_id", "query_uri", "gallery_uri"), pl.String))
-    result = local_matches(pairs, job, out, features, settings)
+    result = local_matches(pairs, job, out, features, settings,
+                           open_set_calibration.matcher_options(calibration, job.matcher))
     result = pairs.select("query_id", "gallery_id").join(result, on=["query_id", "gallery_id"], how="left",
                                                          maintain_order="left")
     raw = result["score"].cast(pl.Float64).fill_null(np.nan).to_numpy()

@@ -62,6 +62,8 @@ class TuneRequest:
     verbose: bool = False  # Ray Tune's status tables and the trials' own output on the console
     max_failures: int = 2  # restarts of a trial (from its last checkpoint) after a lost worker or node
     resume: bool = False  # continue each species' latest sweep (its record) instead of starting one
+    calibrate: tuple[str, ...] = ("sift",)  # local matchers identify's calibration covers (the best trial's model)
+    matcher_options: dict[str, dict] = field(default_factory=dict)  # their options (weights), by matcher
 
 
 # What a sweep's trials depend on: a resume must match the sweep it continues on every one of these.
@@ -293,7 +295,9 @@ def tune_species(request: TuneRequest, species: str, settings: Settings) -> Spec
     trial_run = tracking.child_runs(parent, settings=settings).filter(
         pl.col("tags.trial_id") == best.metrics["trial_id"])["run_id"][0]
     _, published = publish_checkpoint(_best_checkpoint_dir(best, record.storage, settings), rows, trial_run,
-                                      species=species, tags=tags, use_masked=request.use_masked, settings=settings)
+                                      species=species, tags=tags, use_masked=request.use_masked,
+                                      matchers=request.calibrate, matcher_options=request.matcher_options,
+                                      settings=settings)
     best_params = {k: best.config[k] for k in sorted(best.config)}
     tracking.log_metrics(parent, {**published.metrics, "best.val.mAP": float(best.metrics[METRIC]),
                                   "sweep_seconds": time.perf_counter() - started}, settings=settings)
