@@ -134,3 +134,21 @@ def test_reid_detect_command_line(whole, tmp_path, ray_local, capsys):
     assert summary["empty"] >= 1 and summary["failed"] == 1 and "empty photos:" in printed
     crops = pl.read_parquet(f"{out}/manifest.parquet")
     assert crops.height == summary["animals"] > 0 and crops["image_uri"].str.ends_with(".jpg").all()
+
+
+def test_sam_takes_the_detector_box_as_its_prompt(single_torch_thread):
+    from reid_core.segmentation.registry import build_segmenter
+
+    segmenter = build_segmenter("sam", {"model_type": "tiny", "sam_mode": "box", "device": "cpu", "policy": "keep",
+                                        "points_per_side": 4, "max_width": 40, "max_height": 40})
+    prompts, boxed = [], segmenter.sam.boxed
+    segmenter.sam.boxed = lambda image, box: prompts.append(box) or boxed(image, box)
+    crop = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    # A crop whose corner is (100, 40) in the photo, the animal's box (110, 52)-(170, 92) in the photo's pixels.
+    row = {"box_x0": 110.0, "box_y0": 52.0, "box_x1": 170.0, "box_y1": 92.0, "crop_left": 100, "crop_top": 40}
+    result = segmenter.segment(crop, row)
+    # Downscaled to 40 px wide (scale 0.5) before SAM: the box in those pixels, the mask back at the crop's size.
+    assert prompts == [(5.0, 6.0, 35.0, 26.0)]
+    assert result.mask.shape == (60, 80) and result.details["sam_mode"] == "box" and result.details["proposals"] == 1
+    other = segmenter.segment(crop, {"image_id": "not a crop"})  # no box: SAM's automatic proposals
+    assert other.details["sam_mode"] == "automatic (no box)" and len(prompts) == 1

@@ -47,7 +47,8 @@ DEFAULT_THRESHOLD = 0.2  # MegaDetector's usual confidence threshold for animals
 DONE_STATUSES = ("ok", "empty")
 PHOTO_COLUMNS = {"det_status": pl.String, "det_count": pl.Int64, "det_error": pl.String, "det_method": pl.String}
 CROP_COLUMNS = {"photo_id": pl.String, "box_x0": pl.Float64, "box_y0": pl.Float64, "box_x1": pl.Float64,
-                "box_y1": pl.Float64, "det_score": pl.Float64, "detector": pl.String, "detector_version": pl.String}
+                "box_y1": pl.Float64, "crop_left": pl.Int64, "crop_top": pl.Int64, "det_score": pl.Float64,
+                "detector": pl.String, "detector_version": pl.String}
 RESULT_SCHEMA = pa.schema([
     ("image_id", pa.string()),
     ("det_status", pa.string()),  # ok / empty / failed
@@ -278,7 +279,8 @@ def crop_rows(photos: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
             x0, y0, x1, y1 = entry["box"]
             rows.append({**base, **entry["labels"], "image_id": f"{photo['image_id']}#{k}",
                          "image_uri": entry["crop_uri"], "photo_id": photo["image_id"], "box_x0": x0,
-                         "box_y0": y0, "box_x1": x1, "box_y1": y1, "det_score": entry["score"],
+                         "box_y0": y0, "box_x1": x1, "box_y1": y1, "crop_left": entry["window"][0],
+                         "crop_top": entry["window"][1], "det_score": entry["score"],
                          "detector": record["det_method"], "detector_version": record["det_version"]})
     schema = {**{c: t for c, t in photos.schema.items() if c not in drop}, "ref_mask_uri": pl.String,
               **CROP_COLUMNS}
