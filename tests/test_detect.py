@@ -152,3 +152,25 @@ def test_sam_takes_the_detector_box_as_its_prompt(single_torch_thread):
     assert result.mask.shape == (60, 80) and result.details["sam_mode"] == "box" and result.details["proposals"] == 1
     other = segmenter.segment(crop, {"image_id": "not a crop"})  # no box: SAM's automatic proposals
     assert other.details["sam_mode"] == "automatic (no box)" and len(prompts) == 1
+
+
+def test_s3_photos_in_crops_and_manifests_out(s3_bucket, ray_local):
+    """Photos, boxes and masks on S3; crops, detections and both manifests written back; a rerun skips."""
+    import os
+
+    source, output = f"{s3_bucket}/whole", f"{s3_bucket}/detected"
+    synthetic.generate_whole_photos(source, ("tiger",), 3, individuals=6, seed=2, size=128, test_fraction=0.5)
+    credentials = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    job = DetectJob(manifest=f"{source}/manifest.parquet", output=output, method="reference", batch_size=2,
+                    worker_env=credentials)
+    report = run(job)
+    photos = mf.read(f"{source}/manifest.parquet", validate_kwargs={"disjoint": ()})
+    assert (report.processed, report.failed, report.manifest_out) == (3, 0, f"{output}/manifest.parquet")
+    crops = mf.read(report.manifest_out, validate_kwargs={"disjoint": ()})
+    assert crops.height == report.animals == int(photos["animals"].sum()) > 0
+    for row in crops.iter_rows(named=True):
+        assert row["image_uri"].startswith(f"{output}/tiger/crops/") and rio.read_image(row["image_uri"]).size[0] > 0
+        assert rio.exists(row["ref_mask_uri"])
+    assert rio.exists(report.photos_manifest)
+    again = run(job)
+    assert (again.skipped, again.to_process, again.processed) == (3, 0, 0)
