@@ -443,9 +443,10 @@ def detect_photos(job: IdentifyJob, species: str, out: str, settings: Settings) 
             raise ValueError(f"{job.images} has no rows of species {species!r}, the model's species: pass photos of "
                              "it with --images")
     else:
-        photos = query_rows(job.images, species).with_columns(
+        photos = query_rows(job.images, species).with_columns(  # photos of unknown animals: queries
             pl.lit(species).alias("species"), pl.lit("test").alias("split"), pl.lit("query").alias("role"),
-            pl.lit("unknown").alias("side"))
+            pl.lit("unknown").alias("side"), pl.lit(None, pl.String).alias("individual"),
+            pl.lit(None, pl.String).alias("entity"))
     source = rio.join(out, "_photos.parquet")
     mf.write(mf.conform(photos), source)
     report = detect(DetectJob(manifest=source, output=rio.join(out, "detected"), method=job.detector,
