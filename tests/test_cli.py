@@ -18,7 +18,7 @@ from reid_core.cli import tune as tune_cli
 from reid_core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("segment", "part-masks", "train", "tune", "compare", "promote", "transfer", "identify", "demo",
+COMMANDS = ("detect", "segment", "part-masks", "train", "tune", "compare", "promote", "transfer", "identify", "demo",
             "convert", "synthetic", "infra")
 
 
@@ -86,6 +86,9 @@ def test_argparse_mistakes_are_one_line_and_exit_2(argv, message, capsys):
     (["train", "--species", "tiger", "--epochs", "0"], "--epochs must be >= 1, got 0"),
     (["segment", "--method", "nope"], "unknown --method 'nope'; choose one of"),
     (["segment", "--method", "reference", "--set", "bogus=1"], "takes no option bogus"),
+    (["detect", "--method", "nope"], "unknown --method 'nope'; choose one of"),
+    (["detect", "--method", "reference", "--set", "bogus=1"], "takes no option bogus"),
+    (["detect", "--threshold", "2"], "--threshold must be in [0, 1]"),
     (["transfer", "--model", "tiger"], "--model expects SPECIES="),
     (["train", "--species", "tiger", "--calibrate", "sift,orb"], "--calibrate: unknown matcher 'orb'; choose from"),
     (["tune", "--method", "dve", "--species", "tiger", "--calibrate", "orb"], "--calibrate: unknown matcher 'orb'"),
@@ -101,7 +104,7 @@ def test_usage_mistakes_are_one_line_and_exit_2(argv, message, tiny_synthetic, c
     assert message in _one_line_error(capsys)
 
 
-@pytest.mark.parametrize("command", ["train", "tune", "compare", "part-masks", "segment"])
+@pytest.mark.parametrize("command", ["train", "tune", "compare", "part-masks", "segment", "detect"])
 def test_a_missing_manifest_is_one_line_and_exit_2(command, capsys):
     argv = {"train": ["--species", "tiger"], "tune": ["--method", "dve", "--species", "tiger"],
             "compare": ["--species", "tiger"]}.get(command, [])
@@ -186,7 +189,7 @@ def test_every_workflow_is_a_one_line_alias_of_a_command(path):
 
 def test_workflow_names_are_kept():
     names = {p.stem for p in (ROOT / "workflows").glob("*.py")}
-    assert {"compare", "demo", "identify", "part_masks", "promote", "segment", "train", "transfer_matrix", "tune",
+    assert {"compare", "demo", "detect", "identify", "part_masks", "promote", "segment", "train", "transfer_matrix", "tune",
             "tune_care", "tune_dve", "tune_pawvit"} <= names
     method = {p.stem: ast.literal_eval(_alias_call(p).args[0].args[0].elts[2])
               for p in (ROOT / "workflows").glob("tune_*.py")}

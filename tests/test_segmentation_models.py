@@ -357,7 +357,7 @@ def test_options_are_typed_and_errors_name_the_bad_option_and_the_valid_ones():
     assert parse_options("sam", {}).policy == "flag" and parse_options("sam+isnet", {}).policy == "fallback"
     with pytest.raises(ValueError, match=r"'sam\+isnet' takes no option points_per_sid; it takes: sam_checkpoint, "):
         parse_options("sam+isnet", {"points_per_sid": 4})
-    with pytest.raises(ValueError, match=r"option sam_mode='auto': Input should be 'automatic' or 'prompted'"):
+    with pytest.raises(ValueError, match=r"option sam_mode='auto': Input should be 'automatic', 'prompted' or 'box'"):
         parse_options("sam", {"sam_mode": "auto"})
     with pytest.raises(ValueError, match="unknown segmentation method 'sam2'; choose one of isnet, reference"):
         parse_options("sam2", {})

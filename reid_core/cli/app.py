@@ -28,6 +28,8 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
+    "detect": Command("reid_core.cli.detect:main",
+                      "find and crop every animal in whole photos with Ray Data, one row per animal (resumable)"),
     "segment": Command("reid_core.cli.segment:main",
                        "remove the backgrounds of a manifest's images with Ray Data (resumable)"),
     "part-masks": Command("reid_core.cli.part_masks:main",

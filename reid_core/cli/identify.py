@@ -39,12 +39,34 @@ def build_parser(settings: Settings | None = None) -> Parser:
     parser.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per actor")
     parser.add_argument("--cache", default=None, help="gallery embedding cache root (default: REID_HOME/gallery-cache)")
     parser.add_argument("--no-sheets", action="store_true", help="skip the contact sheets and index.html")
+    parser.add_argument("--detect", default=None, metavar="DETECTOR",
+                        help="whole photos: find every animal first with this detector (megadetector, reference; "
+                             "`reid detect`'s stage) and identify each crop; the sheets show each photo with its "
+                             "boxes labelled (default: one animal per image, as given)")
+    parser.add_argument("--detect-set", dest="detect_options", action="append", metavar="KEY=VALUE",
+                        help="detector option, e.g. --detect-set weights=/models/MDV6-rtdetr_x.pth (repeatable)")
+    parser.add_argument("--detect-threshold", type=float, default=0.2, help="keep boxes scoring at least this")
+    parser.add_argument("--detect-margin", type=float, default=0.1, help="crop margin, a fraction of the box per side")
     add_options(parser, settings, "verbose")
     return parser
 
 
 def main(argv: list[str]) -> int:
+    from reid_core.cli.options import parse_assignments
+
     args = build_parser().parse_args(argv)
+    detector_options = parse_assignments(args.detect_options, "--detect-set")
+    if args.detect_options and not args.detect:
+        raise UsageError("--detect-set needs --detect DETECTOR")
+    if args.detect:
+        from reid_core.detection.registry import names, parse_options
+
+        if ":" not in args.detect and args.detect not in names():
+            raise UsageError(f"unknown --detect {args.detect!r}; choose one of {', '.join(names())} "
+                             "or give package.module:builder")
+        parse_options(args.detect, detector_options)  # a ValueError naming the option: a usage error
+    if not 0 <= args.detect_threshold <= 1 or args.detect_margin < 0:
+        raise UsageError("--detect-threshold must be in [0, 1] and --detect-margin >= 0")
     from reid_core.pipelines.console import configure
     from reid_core.pipelines.identify import IdentifyJob, run
     from reid_core.tracking.versions import ModelNotFoundError
@@ -56,11 +78,16 @@ def main(argv: list[str]) -> int:
                       threshold=args.threshold, matcher=args.matcher, shortlist=args.shortlist,
                       group_new=not args.no_groups, flip_tta=args.flip_tta, rerank=args.rerank, actors=args.actors,
                       batch_size=args.batch_size, num_cpus=args.num_cpus, num_gpus=args.num_gpus, cache=args.cache,
-                      sheets=not args.no_sheets, verbose=args.verbose)
+                      sheets=not args.no_sheets, verbose=args.verbose, detector=args.detect,
+                      detector_options=detector_options, detect_threshold=args.detect_threshold,
+                      detect_margin=args.detect_margin)
     try:
         report = run(job, settings)
     except ModelNotFoundError as error:
         raise UsageError(str(error)) from None
+    if args.detect:
+        print(f"{report.photos} whole photos: {report.images} animals found by {args.detect}, {report.photos_empty} "
+              f"empty, {report.photos_failed} failed")
     print(f"{report.images} images: {report.known} known, {report.new} new in {report.groups} proposed individuals, "
           f"{report.failed} failed "
           f"(embedded now {report.embedded}, before {report.skipped}); gallery {report.gallery_images} images of "

@@ -33,6 +33,10 @@ def build_parser() -> Parser:
     parser.add_argument("--occlusion", type=float, default=synthetic.DEFAULT_OCCLUSION,
                         help="probability of an occluder")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--whole-photos", type=int, default=0,
+                        help="also write N whole camera-trap photos per species (0-3 animals each, exact boxes and "
+                             "masks) under OUT/whole/, for `reid detect`")
+    parser.add_argument("--photo-size", type=int, default=384, help="side of the whole photos in pixels")
     return parser
 
 
@@ -45,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
                                 args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                                 scenes=args.scenes, cameras=args.cameras, occlusion=args.occlusion,
                                 workers=args.workers)
+        whole = None
+        if args.whole_photos:
+            whole = synthetic.generate_whole_photos(
+                rio.join(out, "whole"), df["species"].unique(maintain_order=True).to_list(), args.whole_photos,
+                individuals=args.individuals, seed=args.seed, size=args.photo_size, val_fraction=args.val_fraction,
+                test_fraction=args.test_fraction, scenes=args.scenes, occlusion=args.occlusion)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -52,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     with pl.Config(tbl_rows=-1):
         print(manifest.summary(df))
     print(f"wrote {len(df)} images to {out} in {elapsed:.1f} s; manifest: {rio.join(out, 'manifest.parquet')}")
+    if whole is not None:
+        print(f"wrote {len(whole)} whole photos with {int(whole['animals'].sum())} animals; manifest: "
+              f"{rio.join(out, 'whole', 'manifest.parquet')}")
     return 0
 
 

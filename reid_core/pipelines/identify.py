@@ -45,6 +45,8 @@ from reid_core.settings import Settings
 EXPERIMENT = "reid-identify"
 FIGURES_LOGGED = 20  # photo sheets logged to the MLflow run (all of them stay in ``out``)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# The columns a detector's crop rows carry (pipelines.detect): kept on the identifications.
+DETECTION_COLUMNS = ("photo_id", "box_x0", "box_y0", "box_x1", "box_y1", "crop_left", "crop_top", "det_score")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,11 @@ class IdentifyJob:
     cache: str | None = None  # gallery cache root; default REID_HOME/gallery-cache
     sheets: bool = True
     verbose: bool = False  # Ray's and Ray Data's own progress output
+    # Whole photos: detect first (``reid detect``'s stage), then identify every animal's crop.
+    detector: str | None = None  # a registered detector (megadetector, reference); None: one animal per image
+    detector_options: dict = field(default_factory=dict)
+    detect_threshold: float = 0.2
+    detect_margin: float = 0.1
 
 
 @dataclass
@@ -91,6 +98,9 @@ class IdentifyReport:
     gallery_cache: str = ""  # hit / miss
     gallery_left_out: int = 0
     images_per_s: float | None = None
+    photos: int = 0  # whole photos given (with a detector)
+    photos_empty: int = 0  # no animal above the detector's threshold
+    photos_failed: int = 0
     run_id: str = ""
     failures: list = field(default_factory=list)  # (image_id, error), the first few
     notes: list = field(default_factory=list)
@@ -147,7 +157,7 @@ def query_rows(images: str, species: str) -> pl.DataFrame:
             raise ValueError(f"{images} has no rows of species {species!r}, the model's species: pass photos of it "
                              "with --images")
         return df.select(c for c in df.columns if c in ("image_id", "image_uri", "masked_uri", "ref_mask_uri",
-                                                           "individual", "entity", "seg_status"))
+                                                           "individual", "entity", "seg_status", *DETECTION_COLUMNS))
     files = [f for f in rio.list_files(images) if f.lower().endswith(IMAGE_SUFFIXES)]
     if not files:
         raise ValueError(f"{images} holds no images ({', '.join(IMAGE_SUFFIXES)}): pass a folder of photos or a "
@@ -333,7 +343,7 @@ def _table(queries: pl.DataFrame, scored: Scored, top_k: int, threshold: float, 
                          "top1_individual": pl.String, "top1_probability": pl.Float64, "top1_similarity": pl.Float64,
                          "nearest_distance": pl.Float64})
     base = queries.select("image_id", "image_uri", pl.col("_uri").alias("embedded_uri"), pl.col("_error").alias("error"),
-                          *[c for c in ("individual",) if c in queries.columns])
+                          *[c for c in ("individual", *DETECTION_COLUMNS) if c in queries.columns])
     return base.join(decided, on="image_id", how="left", maintain_order="left").with_columns(
         pl.when(pl.col("error").is_null()).then(pl.lit("ok")).otherwise(pl.lit("failed")).alias("status"),
         pl.lit(threshold).alias("threshold"), pl.lit(model.name).alias("model"), pl.lit(model.version).alias("model_version"),
@@ -374,7 +384,7 @@ def _picture(uri: str | None):
 
 
 def write_sheets(table: pl.DataFrame, gallery: pl.DataFrame, scored: Scored, out: str, title: str,
-                 summary: list[str]) -> list[str]:
+                 summary: list[str], photos: list[dict] = ()) -> list[str]:
     """A sheet per identified photo (pairs with the verified match lines when matched locally), a sheet per
     proposed new individual and the index page; returns the sheets' paths relative to ``out``."""
     from reid_core.reports.contact_sheet import PairTile, Tile, render_group, render_sheet, write_index
@@ -415,12 +425,67 @@ def write_sheets(table: pl.DataFrame, gallery: pl.DataFrame, scored: Scored, out
             groups.append({"name": label, "photos": members.height, "sheet": relative})
             written.append(relative)
         groups.sort(key=lambda g: int(g["name"].split("-")[-1]))
-    write_index(rio.join(out, "index.html"), title, entries, summary, groups)
-    return written
+    write_index(rio.join(out, "index.html"), title, entries, summary, groups, photos)
+    return written + [p["sheet"] for p in photos if p.get("sheet")]
 
 
 def gallery_cache_safe(image_id: str) -> str:
     return row_stage.output_name(str(image_id)).replace("/", "__")
+
+
+def detect_photos(job: IdentifyJob, species: str, out: str, settings: Settings) -> tuple[str, pl.DataFrame, Any]:
+    """Whole photos -> one query per animal: the detection stage (resumable under ``out/detected``) over
+    the photos (a folder or a manifest's rows of ``species``); (the crops' manifest, the photos, the report)."""
+    from reid_core.pipelines.detect import DetectJob
+    from reid_core.pipelines.detect import run as detect
+
+    if job.images.endswith(".parquet"):
+        photos = mf.read(job.images, validate_kwargs={"disjoint": ()}).filter(pl.col("species") == species)
+        if photos.is_empty():
+            raise ValueError(f"{job.images} has no rows of species {species!r}, the model's species: pass photos of "
+                             "it with --images")
+    else:
+        photos = query_rows(job.images, species).with_columns(  # photos of unknown animals: queries
+            pl.lit(species).alias("species"), pl.lit("test").alias("split"), pl.lit("query").alias("role"),
+            pl.lit("unknown").alias("side"), pl.lit(None, pl.String).alias("individual"),
+            pl.lit(None, pl.String).alias("entity"))
+    source = rio.join(out, "_photos.parquet")
+    mf.write(mf.conform(photos), source)
+    report = detect(DetectJob(manifest=source, output=rio.join(out, "detected"), method=job.detector,
+                              options=job.detector_options, threshold=job.detect_threshold, margin=job.detect_margin,
+                              actors=job.actors, num_gpus=job.num_gpus, num_cpus=job.num_cpus),
+                    settings=settings, verbose=job.verbose)
+    if not report.animals:
+        raise ValueError(f"{job.detector} found no animal above --detect-threshold {job.detect_threshold} in the "
+                         f"{report.rows} photos of {job.images} ({report.empty} empty, {report.failed} failed)")
+    return report.manifest_out, pl.read_parquet(io.BytesIO(rio.read_bytes(report.photos_manifest))), report
+
+
+def write_photo_sheets(table: pl.DataFrame, photos: pl.DataFrame, out: str) -> list[dict]:
+    """One picture per whole photo: each animal's box labelled with its individual, or its proposed new
+    individual (new-N); empty and failed photos listed without a picture. Returns the index's rows."""
+    from reid_core.reports.contact_sheet import render_photo
+
+    animals = table.filter(pl.col("photo_id").is_not_null())
+    entries = []
+    for photo in photos.iter_rows(named=True):
+        mine = animals.filter(pl.col("photo_id") == photo["image_id"])
+        entry = {"name": photo["image_id"], "animals": mine.height, "status": photo.get("det_status")}
+        picture = _picture(photo["image_uri"]) if mine.height else None
+        if picture is not None:
+            boxes = []
+            for row in mine.iter_rows(named=True):
+                known = row["decision"] == "known"
+                label = (row["top1_individual"] if known else row.get("group") or "new") if row["status"] == "ok" \
+                    else "failed"
+                score = f" {row['top1_probability']:.2f}" if row["status"] == "ok" and known else ""
+                boxes.append(((row["box_x0"], row["box_y0"], row["box_x1"], row["box_y1"]), f"{label}{score}",
+                              row["decision"] if row["status"] == "ok" else "failed"))
+            relative = f"sheets/photos/{gallery_cache_safe(photo['image_id'])}.png"
+            rio.write_bytes(rio.join(out, *relative.split("/")), rio.encode_image(render_photo(picture, boxes)))
+            entry["sheet"] = relative
+        entries.append(entry)
+    return entries
 
 
 def run(job: IdentifyJob, settings: Settings | None = None, *, progress=print) -> IdentifyReport:
@@ -434,7 +499,13 @@ def run(job: IdentifyJob, settings: Settings | None = None, *, progress=print) -
                             threshold_source="", matcher=job.matcher)
     masked = bool((model.metadata.get("preprocessing") or {}).get("masked"))
     gallery, gallery_column, report.gallery_left_out = gallery_rows(job.gallery, model.metadata["species"], masked)
-    queries = query_rows(job.images, model.metadata["species"])
+    images, photos = job.images, None
+    if job.detector:
+        images, photos, detected = detect_photos(job, model.metadata["species"], out, settings)
+        report.photos, report.photos_empty, report.photos_failed = detected.rows, detected.empty, detected.failed
+        progress(f"photos: {detected.rows}, {detected.animals} animals found by {job.detector}, {detected.empty} "
+                 f"empty, {detected.failed} failed")
+    queries = query_rows(images, model.metadata["species"])
     report.images = queries.height
     if queries["image_id"].is_duplicated().any():
         raise ValueError(f"{job.images} has duplicate image ids {queries.filter(pl.col('image_id').is_duplicated())['image_id'].head(3).to_list()}")
@@ -524,8 +595,12 @@ def run(job: IdentifyJob, settings: Settings | None = None, *, progress=print) -
                f"{report.images} images: {report.known} known, {report.new} new in {report.groups} proposed "
                f"individuals, {report.failed} failed; gallery {report.gallery_images} images of "
                f"{report.gallery_individuals} individuals"]
-    sheets = write_sheets(table, cached, scored, out, f"Identifications: {Path(job.images).name}", summary) \
-        if job.sheets else []
+    if photos is not None:
+        summary.append(f"{report.photos} whole photos, detector {job.detector}: {report.images} animals, "
+                       f"{report.photos_empty} photos empty, {report.photos_failed} failed")
+    photo_entries = write_photo_sheets(table, photos, out) if photos is not None and job.sheets else []
+    sheets = write_sheets(table, cached, scored, out, f"Identifications: {Path(job.images).name}", summary,
+                          photo_entries) if job.sheets else []
     report.run_id = _log_run(job, report, out, sheets, settings)
     return report
 
@@ -536,11 +611,13 @@ def _log_run(job: IdentifyJob, report: IdentifyReport, out: str, sheets: list[st
                                 params={"images": job.images, "gallery": job.gallery, "top_k": job.top_k,
                                         "matcher": job.matcher, "shortlist": job.shortlist, "group_new": job.group_new,
                                         "threshold": report.threshold, "threshold_source": report.threshold_source,
-                                        "flip_tta": job.flip_tta, "rerank": job.rerank, "out": out},
+                                        "flip_tta": job.flip_tta, "rerank": job.rerank, "out": out,
+                                        "detector": job.detector},
                                 settings=settings)
     tracking.log_metrics(run_id, {k: getattr(report, k) for k in ("images", "embedded", "skipped", "failed", "known",
                                                                   "new", "groups", "pairs_matched", "pair_failures",
-                                                                  "gallery_images", "gallery_individuals")}
+                                                                  "gallery_images", "gallery_individuals",
+                                                                  "photos", "photos_empty", "photos_failed")}
                          | ({"images_per_s": report.images_per_s} if report.images_per_s else {}), settings=settings)
     if not rio.is_s3(out):  # the tables, the page and the figures: every group's sheet, the first photos' sheets
         client = tracking.configure(settings)

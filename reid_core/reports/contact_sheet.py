@@ -1,7 +1,8 @@
 """Contact sheets for a person to confirm identifications: the query beside its top-k known
 individuals (one gallery image each, the best), with names and calibrated probabilities; with a local
 matcher each candidate is shown beside the query with lines between the verified matches. A sheet per
-proposed new individual (a grid of its photos), and one HTML page linking every sheet.
+proposed new individual (a grid of its photos), whole photos with each detected animal's box labelled,
+and one HTML page linking every sheet.
 
 Frames: the query's frame says the decision (known / new individual); a match's frame says whether it
 is the query's individual where that is known (a labelled query), and is neutral otherwise.
@@ -123,10 +124,32 @@ def render_group(tiles: Sequence[Tile], columns: int = 6, gap: int = 8) -> Image
     return sheet
 
 
+def render_photo(photo: Image.Image, boxes: Sequence[tuple[Sequence[float], str, str]],
+                 longest: int = 960) -> Image.Image:
+    """A whole photo with each animal's box (x0, y0, x1, y1 in the photo's pixels) drawn in its frame's
+    colour (a COLOURS key) and labelled (its individual, or new-N), scaled to at most ``longest`` px."""
+    picture = photo.convert("RGB")
+    scale = min(1.0, longest / max(picture.width, picture.height, 1))
+    if scale < 1:
+        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))))
+    draw, font = ImageDraw.Draw(picture), _font()
+    width = max(2, round(max(picture.width, picture.height) / 200))
+    for box, label, frame in boxes:
+        x0, y0, x1, y1 = (v * scale for v in box)
+        colour = COLOURS[frame]
+        draw.rectangle([x0, y0, x1, y1], outline=colour, width=width)
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        y = y0 - (bottom - top) - 4 if y0 >= (bottom - top) + 4 else y1 + 1
+        draw.rectangle([x0, y, x0 + right - left + 4, y + bottom - top + 4], fill=colour)
+        draw.text((x0 + 2 - left, y + 2 - top), label, fill="white", font=font)
+    return picture
+
+
 def write_index(path: str, title: str, entries: Sequence[dict], summary: Sequence[str] = (),
-                groups: Sequence[dict] = ()) -> str:
+                groups: Sequence[dict] = (), photos: Sequence[dict] = ()) -> str:
     """An HTML page with one row per entry (``sheet`` relative link, ``image_id``, ``decision``,
-    ``top1``, ``score``, ``error``) and one per proposed new individual (``name``, ``photos``, ``sheet``);
+    ``top1``, ``score``, ``error``), one per proposed new individual (``name``, ``photos``, ``sheet``) and
+    one per whole photo (``name``, ``animals``, ``status``, ``sheet``: the photo with its boxes labelled);
     returns its text after writing it to ``path``."""
     rows = []
     for entry in entries:
@@ -148,6 +171,12 @@ def write_index(path: str, title: str, entries: Sequence[dict], summary: Sequenc
                + "".join(f'<tr><td>{html.escape(g["name"])}</td><td>{g["photos"]}</td><td><a href="'
                          f'{html.escape(g["sheet"])}"><img src="{html.escape(g["sheet"])}" height="120"></a></td></tr>'
                          for g in groups) + "</table>" if groups else "")
+            + ("<h2>Whole photos</h2><table><tr><th>photo</th><th>animals</th><th>detection</th><th>boxes</th></tr>"
+               + "".join(f'<tr><td>{html.escape(str(p["name"]))}</td><td>{p["animals"]}</td>'
+                         f'<td>{html.escape(str(p.get("status") or ""))}</td><td>'
+                         + (f'<a href="{html.escape(p["sheet"])}"><img src="{html.escape(p["sheet"])}" height="160">'
+                            f'</a>' if p.get("sheet") else "") + "</td></tr>" for p in photos) + "</table>"
+               if photos else "")
             + "</body></html>")
     from reid_core.data import files as rio
 

@@ -12,7 +12,8 @@ Download one where the internet is reachable and pass its local path or an s3://
 pipeline machinery: random weights, useless masks.
 
 Two ways to propose masks, both AER's: automatic mask generation (a point grid; tigers and elephants) and
-the prompted mode (the whole image as the box plus one positive point at its centre; yak training images).
+the prompted mode (the whole image as the box plus one positive point at its centre; yak training images);
+and a third for crops of a detector (``reid detect``): the detector's box as SAM's prompt, one mask.
 """
 
 from __future__ import annotations
@@ -194,4 +195,13 @@ class SamProposer:
             box=np.array([[0, 0, width, height]]), multimask_output=False,
         )
         self._predictor.reset_image()  # drop the features: the next image is a different one
+        return masks[0].astype(bool)
+
+    def boxed(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """One mask for the animal a detector boxed (x0, y0, x1, y1 in the image's pixels), a single output."""
+        if self._predictor is None:
+            self._predictor = SamPredictor(self.sam)
+        self._predictor.set_image(image)
+        masks, _, _ = self._predictor.predict(box=np.asarray([box], np.float32), multimask_output=False)
+        self._predictor.reset_image()
         return masks[0].astype(bool)

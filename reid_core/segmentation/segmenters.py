@@ -3,7 +3,8 @@ a no-pass policy, with per-species presets. Registered as ``sam+isnet``, ``sam``
 
 Options are typed (``FusionOptions``) and can come from ``--set key=value`` (strings are coerced):
 ``sam_checkpoint``, ``model_type`` (vit_h / vit_l / vit_b / tiny), ``isnet_model`` (local path or s3://
-URI each), ``device`` (auto / cpu / cuda), ``criterion``, ``theta``, ``sam_mode`` (automatic / prompted),
+URI each), ``device`` (auto / cpu / cuda), ``criterion``, ``theta``, ``sam_mode`` (automatic / prompted /
+box: the detector's box of a ``reid detect`` crop as the prompt, automatic where a row has none),
 ``preset`` (tiger / elephant / yak, or ``species`` for the row's species), ``policy`` (fallback / keep /
 flag), ``min_foreground_ratio``, ``max_width`` / ``max_height``, ``isnet_mean`` (aer / dis),
 ``isnet_post_process``, ``isnet_threads`` (onnxruntime), ``cache_dir`` (for s3:// model files), and
@@ -30,7 +31,7 @@ from reid_core.segmentation.resize import MAX_HEIGHT, MAX_WIDTH, downscale, resi
 if TYPE_CHECKING:  # torch and segment-anything load in the actors that build a SAM, not on the driver
     from reid_core.segmentation.sam import SamProposer
 
-SAM_MODES = ("automatic", "prompted")
+SAM_MODES = ("automatic", "prompted", "box")  # box: the detector's box where the row has one, else automatic
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,10 @@ class ProposalFusionSegmenter:
             return preset_rule(species, row.get("split")) if species in PRESETS else self.rule
         return preset_rule(self.preset, row.get("split"))
 
-    def _proposals(self, rule: FusionRule, image: np.ndarray) -> list[np.ndarray]:
-        if rule.sam_mode == "automatic":
+    def _proposals(self, rule: FusionRule, image: np.ndarray, box: tuple | None = None) -> list[np.ndarray]:
+        if rule.sam_mode == "box" and box is not None:
+            return [_stage("sam", lambda picture: self.sam.boxed(picture, box), image)]
+        if rule.sam_mode in ("automatic", "box"):
             return _stage("sam", self.sam.automatic, image)
         return [_stage("sam", self.sam.prompted, image)]
 
@@ -127,8 +130,9 @@ class ProposalFusionSegmenter:
         height, width = image.shape[:2]
         rule = self.rule_for(row)
         small = downscale(image, self.max_height, self.max_width)
+        box = detected_box(row, small.shape[0] / height)
         try:
-            masks = self._proposals(rule, small) if rule.needs_sam else None
+            masks = self._proposals(rule, small, box) if rule.needs_sam else None
             foreground = self._foreground(small) if rule.needs_foreground else None
             fused = fusion.fuse(rule.criterion, masks, foreground, rule.theta, self.min_foreground_ratio)
             if fused.mask is None and self.policy == "fallback" and foreground is None and self.foreground is not None:
@@ -139,7 +143,8 @@ class ProposalFusionSegmenter:
         details = {
             "criterion": rule.criterion,
             "theta": fusion.DEFAULT_THETA.get(rule.criterion) if rule.theta is None else rule.theta,
-            "sam_mode": rule.sam_mode if rule.needs_sam else None,
+            "sam_mode": (rule.sam_mode if rule.sam_mode != "box" or box is not None else "automatic (no box)")
+            if rule.needs_sam else None,
             "proposals": None if masks is None else len(masks),
             "accepted": list(fused.accepted),
             "inverted": fused.inverted,
@@ -148,6 +153,17 @@ class ProposalFusionSegmenter:
             "scale": small.shape[0] / height,
         }
         return SegmentationResult(resize_mask(mask, height, width), self.name, status, message, details)
+
+
+def detected_box(row: dict | None, scale: float) -> tuple[float, float, float, float] | None:
+    """A crop row's detector box (``reid detect``: ``box_*`` in the photo, ``crop_left/top`` the crop's corner)
+    in the crop's pixels times ``scale``; None for rows that are not a detector's crops."""
+    row = row or {}
+    names = ("box_x0", "box_y0", "box_x1", "box_y1", "crop_left", "crop_top")
+    if any(row.get(name) is None for name in names):
+        return None
+    x0, y0, x1, y1, left, top = (float(row[name]) for name in names)
+    return (x0 - left) * scale, (y0 - top) * scale, (x1 - left) * scale, (y1 - top) * scale
 
 
 class _ModelError(Exception):
@@ -176,7 +192,7 @@ class FusionOptions(SegmenterOptions):
     device: str = "auto"  # auto / cpu / cuda
     criterion: str | None = None  # None: the segmenter's default (see PRESETS for the species' ones)
     theta: float | None = None
-    sam_mode: Literal["automatic", "prompted"] = "automatic"
+    sam_mode: Literal["automatic", "prompted", "box"] = "automatic"  # box: a detector's box where a row has one
     preset: str | None = None  # tiger / elephant / yak, or "species": the row's species
     policy: str = "fallback"  # fallback / keep / flag: what a row gets when the criterion accepts nothing
     min_foreground_ratio: float = 0.1

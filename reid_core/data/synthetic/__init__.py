@@ -21,7 +21,8 @@ that contract and make masks disagree with the pixels at edges), at ~2 ms of enc
 The modules, one job each: ``seeds`` (keyed random streams), ``geometry`` (canonical shapes, the pose),
 ``canvas`` (part labels and tones), ``colours``, ``limbs``, ``tiger``/``yak``/``elephant`` (one species
 each), ``species`` (their registry and signatures), ``scenes`` (backgrounds), ``occluders`` (vegetation),
-``render`` (one image), ``planning`` (who is photographed where), ``dataset`` (files and the manifest).
+``render`` (one image), ``planning`` (who is photographed where), ``dataset`` (files and the manifest),
+``whole_photos`` (whole camera-trap photos with 0-3 animals, exact boxes and masks, for detection).
 The command line is ``reid_core.cli.synthetic``.
 """
 
@@ -32,9 +33,10 @@ from reid_core.data.synthetic.planning import DEFAULT_CAMERAS, HOME_FRACTION, pl
 from reid_core.data.synthetic.render import DEFAULT_OCCLUSION, Rendered, render_image
 from reid_core.data.synthetic.scenes import DEFAULT_SCENES, SCENE_KINDS, scene_textures
 from reid_core.data.synthetic.species import SPECIES, SpeciesPreset, individual_signature
+from reid_core.data.synthetic.whole_photos import generate_whole_photos, read_truth
 
 __all__ = [
     "BODY", "DEFAULT_CAMERAS", "DEFAULT_OCCLUSION", "DEFAULT_SCENES", "DEFAULT_SPECIES", "FRONT_LEGS", "HEAD",
     "HIND_LEGS", "HOME_FRACTION", "PART_NAMES", "SCENE_KINDS", "SPECIES", "SPLIT_DISJOINT", "TAIL", "Pose",
-    "Rendered", "SpeciesPreset", "generate", "individual_signature", "plan", "render_image", "scene_textures",
+    "Rendered", "SpeciesPreset", "generate", "generate_whole_photos", "read_truth", "individual_signature", "plan", "render_image", "scene_textures",
 ]
