@@ -127,7 +127,7 @@ def test_arcface_network_shapes_and_normalised_embedding():
 
 def test_vit_network_shapes_cls_feature_and_bnneck():
     method = get_method("vit")
-    network = method.build(tiny("vit"), num_classes=7)
+    network = method.build(tiny("vit", **{"losses.triplet_feature": "pre_bn"}), num_classes=7)
     assert network.backbone.patch_embed.grid_size == (4, 4)  # 64 px / 16
     assert not network.neck.bn.bias.requires_grad and network.neck.classifier.bias is not None
     images = torch.randn(4, 3, 64, 64)
@@ -144,6 +144,22 @@ def test_vit_network_shapes_cls_feature_and_bnneck():
     assert torch.allclose(embedding.norm(dim=1), torch.ones(4), atol=1e-5)
     cpu = method.build(method.config("cpu"), 3)
     assert cpu.backbone.patch_embed.grid_size == (8, 8) and len(cpu.backbone.blocks) == 6
+    assert method.config("paper").losses.triplet_feature == "pre_bn" and cpu.centred
+
+
+def test_vit_centred_features_lose_the_bns_mean_batch_in_training_running_at_test():
+    method = get_method("vit")
+    network = method.build(tiny("vit"), num_classes=7)  # the cpu preset: centred
+    images = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        cls = network.backbone(images)
+        out = network.train()(images)  # also updates the BN's running mean
+        assert torch.allclose(out["features"], cls - cls.mean(0), atol=1e-5)
+        network.eval()
+        running = network.neck.bn.running_mean.clone()
+        assert running.abs().sum() > 0
+        assert torch.allclose(network(images)["features"], cls - running, atol=1e-5)
+        assert torch.allclose(method.embed(network, images), F.normalize(cls - running, dim=1), atol=1e-5)
     with pytest.raises(ValueError, match="class token"):
         method.build(tiny("vit", **{"backbone.kwargs": {"patch_size": 16, "depth": 1, "embed_dim": 48,
                                                         "num_heads": 3, "class_token": False,

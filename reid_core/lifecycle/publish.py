@@ -43,7 +43,8 @@ class Published:
 def test_metrics(restored: Restored, rows: pl.DataFrame, use_masked: bool) -> dict[str, float]:
     """``test.*`` metrics with the species' protocol (ATRW adds mAP_single/cross and mmAP)."""
     transform = restored.method.eval_transform(restored.config)
-    metrics = evaluate_split(restored.method, restored.model, rows, transform, "test", use_masked=use_masked)
+    metrics = evaluate_split(restored.method, restored.model, rows, transform, "test", use_masked=use_masked,
+                             config=restored.config)
     return {f"test.{k}": float(v) for k, v in metrics.items()}
 
 
