@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from method_support import FakeDDP, tiny_batch
 from torch import nn
 
+from reid_core.losses.triplet import batch_hard_triplet_loss
 from reid_core.methods.arcface import ArcFaceMethod
 from reid_core.methods.arcface.network import ArcFaceNet
 from reid_core.methods.arcface.recipe import lr_schedule as arcface_lr_schedule
@@ -127,7 +128,7 @@ def test_arcface_network_shapes_and_normalised_embedding():
 
 def test_vit_network_shapes_cls_feature_and_bnneck():
     method = get_method("vit")
-    network = method.build(tiny("vit"), num_classes=7)
+    network = method.build(tiny("vit", **{"losses.triplet_feature": "pre_bn"}), num_classes=7)
     assert network.backbone.patch_embed.grid_size == (4, 4)  # 64 px / 16
     assert not network.neck.bn.bias.requires_grad and network.neck.classifier.bias is not None
     images = torch.randn(4, 3, 64, 64)
@@ -144,6 +145,52 @@ def test_vit_network_shapes_cls_feature_and_bnneck():
     assert torch.allclose(embedding.norm(dim=1), torch.ones(4), atol=1e-5)
     cpu = method.build(method.config("cpu"), 3)
     assert cpu.backbone.patch_embed.grid_size == (8, 8) and len(cpu.backbone.blocks) == 6
+    assert method.config("paper").losses.triplet_feature == "pre_bn" and cpu.centred
+
+
+def _mean_pairwise_cosine(features: torch.Tensor) -> float:
+    unit = F.normalize(features, dim=1)
+    off = ~torch.eye(len(features), dtype=torch.bool)
+    return float((unit @ unit.t())[off].mean())
+
+
+def test_the_cpu_vits_pre_bn_feature_is_one_common_component_from_random_weights_the_centred_one_is_not():
+    """Why the cpu presets centre the triplet's feature: at initialisation (the cpu ViT, random weights) every
+    pre-BN [CLS] feature points the same way (the patches' mean and position embeddings, shared by every
+    image), so cosine distances are ~1e-3 and the batch-hard cosine triplet sits at its margin; less the
+    batch mean the same features spread (docs/methods.md, the ViT family's triplet)."""
+    torch.manual_seed(0)
+    method = get_method("vit")
+    network = method.build(method.config("cpu"), num_classes=4).train()
+    # masked animals on black, as the synthetic species after segmentation: a 32 px patch of noise each
+    generator = torch.Generator().manual_seed(0)
+    images = torch.full((16, 3, 64, 64), -1.0)  # black after mean = std = 0.5
+    for image in images:
+        top, left = torch.randint(0, 33, (2,), generator=generator).tolist()
+        image[:, top:top + 32, left:left + 32] = torch.rand(3, 32, 32, generator=generator) * 2 - 1
+    labels = torch.arange(16) // 4
+    with torch.no_grad():
+        raw = network.backbone(images)
+        centred = network(images)["features"]
+    assert _mean_pairwise_cosine(raw) > 0.95
+    assert abs(_mean_pairwise_cosine(centred)) < 0.2
+    assert float(batch_hard_triplet_loss(raw, labels, 0.4, "cosine")) == pytest.approx(0.4, abs=0.01)
+    assert float(batch_hard_triplet_loss(centred, labels, 0.4, "cosine")) > 0.5
+
+
+def test_vit_centred_features_lose_the_bns_mean_batch_in_training_running_at_test():
+    method = get_method("vit")
+    network = method.build(tiny("vit"), num_classes=7)  # the cpu preset: centred
+    images = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        cls = network.backbone(images)
+        out = network.train()(images)  # also updates the BN's running mean
+        assert torch.allclose(out["features"], cls - cls.mean(0), atol=1e-5)
+        network.eval()
+        running = network.neck.bn.running_mean.clone()
+        assert running.abs().sum() > 0
+        assert torch.allclose(network(images)["features"], cls - running, atol=1e-5)
+        assert torch.allclose(method.embed(network, images), F.normalize(cls - running, dim=1), atol=1e-5)
     with pytest.raises(ValueError, match="class token"):
         method.build(tiny("vit", **{"backbone.kwargs": {"patch_size": 16, "depth": 1, "embed_dim": 48,
                                                         "num_heads": 3, "class_token": False,

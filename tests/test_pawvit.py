@@ -255,7 +255,7 @@ def test_the_aggregation_token_attends_over_the_parts_without_a_residual():
 
 def test_the_network_uses_the_k_part_tokens_for_the_descriptor_and_every_token_for_the_masks():
     pawvit = method()
-    network = pawvit.build(tiny(), num_classes=7).eval()
+    network = pawvit.build(tiny(**{"losses.triplet_feature": "pre_bn"}), num_classes=7).eval()  # the paper's
     vit = network.backbone
     assert vit.num_prefix_tokens == 5 and vit.patch_embed.grid_size == (4, 4)
     assert [type(m) for m in network.modules() if isinstance(m, nn.BatchNorm1d)] == [nn.BatchNorm1d]  # one BN
@@ -286,6 +286,15 @@ def test_the_network_uses_the_k_part_tokens_for_the_descriptor_and_every_token_f
         both = pawvit.embed(flipping, images)
         expected = torch.cat([flipping.descriptor(images), flipping.descriptor(images.flip(-1))], 1)
     assert both.shape == (2, 96) and torch.allclose(both, F.normalize(expected, dim=1), atol=1e-5)
+
+    centred = pawvit.build(tiny(), 3)  # the cpu preset: the descriptor less the BN's mean
+    assert centred.centred and not network.centred
+    with torch.no_grad():
+        raw = centred.aggregation(centred.tokens(images)[0][:, :4])
+        assert torch.allclose(centred.train()(images)["features"], raw - raw.mean(0), atol=1e-5)
+        centred.eval()
+        running = centred.neck.bn.running_mean
+        assert torch.allclose(pawvit.embed(centred, images), F.normalize(raw - running, dim=1), atol=1e-5)
 
 
 # -- the distillation loss, by hand --------------------------------------------------------------------
@@ -575,3 +584,43 @@ def test_part_attention_maps_show_one_panel_per_token_over_test_images(tiny_synt
     assert figure.size == (panels * TILE + (panels - 1) * GAP, TITLE + 3 * (TILE + CAPTION + GAP))
     assert network.training  # the figure leaves the mode as it was
     assert part_attention_maps(nn.Linear(2, 2), None, rows, "image_uri") is None
+
+
+# -- part segmentation scores ---------------------------------------------------------------------------
+
+
+class _FixedMasks(nn.Module):
+    """Stands in for the network: ``part_masks`` gives one-hot masks of a fixed (K+1)-channel label map."""
+
+    def __init__(self, predicted: torch.Tensor, channels: int) -> None:
+        super().__init__()
+        self.predicted, self.channels = predicted, channels
+
+    def part_masks(self, images: torch.Tensor) -> torch.Tensor:
+        one_hot = F.one_hot(self.predicted, self.channels).permute(2, 0, 1).float()
+        return one_hot[None].expand(len(images), -1, -1, -1)
+
+
+def test_part_miou_scores_the_atm_argmax_against_the_merged_part_maps_at_the_mask_size(tmp_path):
+    # 8 x 8 vocabulary labels: head (1) top-left 4 x 4, tail (5) top-right 4 x 4, background below;
+    # at K = 4 the tail merges into body+tail (channel 1) and the background is channel 4
+    labels = np.zeros((8, 8), dtype=np.uint8)
+    labels[:4, :4], labels[:4, 4:] = 1, 5
+    Image.fromarray(labels, "L").save(tmp_path / "parts.png")
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(tmp_path / "image.png")  # twice the maps' size
+    rows = pl.DataFrame({"image_id": ["a", "b"], "image_uri": [str(tmp_path / "image.png")] * 2,
+                         "parts_uri": [str(tmp_path / "parts.png"), None], "species": ["tiger"] * 2,
+                         "entity": ["t1", "t2"], "side": ["left", "right"]})
+    config = tiny(**{"parts.mask_size": 4, "input.size": 16})
+    # predicted at 4 x 4: channel 0 (head) on the whole top half, background below: head IoU 4/8,
+    # body+tail 0/4, background 8/8; front and hind legs absent from both -> left out
+    predicted = torch.full((4, 4), 4)
+    predicted[:2] = 0
+    scores = method().evaluation_scores(_FixedMasks(predicted, 5), config, rows, "image_uri",
+                                        method().eval_transform(config))
+    assert scores["part_mIoU"] == pytest.approx((0.5 + 0.0 + 1.0) / 3)
+    assert scores["part_mIoU_n_images"] == 1  # the row without a part map is left out
+    chance = (0.25 / 1.75 + 0.25 / 1.75 + 0.5 / 1.5) / 3  # frequencies 1/4, 1/4, 1/2
+    assert scores["part_mIoU_chance"] == pytest.approx(chance)
+    assert method().evaluation_scores(_FixedMasks(predicted, 5), config, rows.drop("parts_uri"), "image_uri",
+                                      method().eval_transform(config)) == {}

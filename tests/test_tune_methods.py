@@ -56,6 +56,13 @@ def test_a_two_trial_method_sweep_registers_a_candidate_with_its_picture(name, t
     artifacts = [a.path for a in client.list_artifacts(version.run_id, "pictures")]
     assert path in artifacts and path.endswith(".png")
 
+    if name == "pawvit":  # the part tokens' segmentation, per epoch and at the end (reid reproduce reads it)
+        metrics = client.get_run(version.run_id).data.metrics
+        assert 0.0 <= metrics["val.part_mIoU"] <= 1.0 and 0.0 <= metrics["test.part_mIoU"] <= 1.0
+        assert 0.0 < metrics["test.part_mIoU_chance"] < 1.0
+        history = client.get_metric_history(version.run_id, "val.part_mIoU")
+        assert len(history) >= 1
+
     model = tracking.load_model(f"models:/{registered}@candidate", settings=settings)
     embedding = model(torch.randn(2, 3, 64, 64))
     assert embedding.shape[0] == 2 and torch.allclose(embedding.norm(dim=1), torch.ones(2), atol=1e-4)

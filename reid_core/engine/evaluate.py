@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from reid_core.data.dataset import ManifestDataset, images_to_evaluate
 from reid_core.evaluation.protocols import evaluate_manifest
+from reid_core.methods.config import MethodConfig
 from reid_core.methods.contract import Method
 
 
@@ -75,9 +76,11 @@ def evaluate_split(
     *,
     protocol: str | None = None,
     use_masked: bool = True,
+    config: MethodConfig | None = None,
     **embed_kwargs,
 ) -> dict[str, float]:
-    """Metrics of ``model`` on the rows of ``split`` (names as evaluate_manifest returns them).
+    """Metrics of ``model`` on the rows of ``split`` (names as evaluate_manifest returns them), and with
+    ``config`` the method's own ``evaluation_scores`` (e.g. PAW-ViT's ``part_mIoU``).
 
     Masked images when the rows have them; rows whose segmentation failed are left out (with a
     warning), never evaluated on their original image among masked ones."""
@@ -86,4 +89,9 @@ def evaluate_split(
         raise ValueError(f"the manifest has no {split!r} rows to evaluate on")
     images = images_to_evaluate(rows, use_masked, split)
     features = embed_manifest(method, model, images.rows, transform, column=images.column, **embed_kwargs)
-    return evaluate_manifest(features, images.rows, protocol or protocol_for(rows), split=None)
+    scores = evaluate_manifest(features, images.rows, protocol or protocol_for(rows), split=None)
+    if config is not None:
+        scores |= method.evaluation_scores(model, config, images.rows, images.column, transform,
+                                           batch_size=embed_kwargs.get("batch_size", 64),
+                                           device=embed_kwargs.get("device", "cpu"))
+    return scores

@@ -228,7 +228,7 @@ def train(job: TrainJob, session: Session) -> ckpt.Progress:
 def validation_scores(job: TrainJob, method: Method, config: MethodConfig, network: torch.nn.Module,
                       val_rows: pl.DataFrame, device: torch.device) -> dict[str, float]:
     """``val.*`` metrics of the unwrapped network (a DDP forward on rank 0 alone could start a collective)."""
-    scores = evaluate_split(method, network, val_rows, method.eval_transform(config), "val",
+    scores = evaluate_split(method, network, val_rows, method.eval_transform(config), "val", config=config,
                             use_masked=job.use_masked, batch_size=job.eval_batch_size, device=device)
     return {f"val.{k}": v for k, v in scores.items()}
 

@@ -47,7 +47,8 @@ def test_metrics(restored: Restored, rows: pl.DataFrame, use_masked: bool,
     """``test.*`` metrics with the species' protocol (ATRW adds mAP_single/cross and mmAP); with ``rerank``
     also ``test.fused.*``, the ranking re-scored by local-feature matching as ``identify`` does."""
     transform = restored.method.eval_transform(restored.config)
-    metrics = evaluate_split(restored.method, restored.model, rows, transform, "test", use_masked=use_masked)
+    metrics = evaluate_split(restored.method, restored.model, rows, transform, "test", use_masked=use_masked,
+                             config=restored.config)
     if rerank is not None:
         metrics |= fused_metrics(lambda part, column: embed_manifest(restored.method, restored.model, part, transform,
                                                                      column=column), rows, use_masked, rerank)

@@ -227,6 +227,14 @@ class Method:
         """Test-time embeddings (L2-normalised) of normalised images; called in eval mode."""
         raise NotImplementedError
 
+    def evaluation_scores(self, network: nn.Module, config: MethodConfig, rows: pl.DataFrame, column: str,
+                          transform: Callable, *, batch_size: int = 64, device: torch.device | str = "cpu"
+                          ) -> dict[str, float]:
+        """Method-specific scores of a split's ``rows`` (images in ``column``, ``transform`` the eval
+        transform) beside the ranking metrics, under the same prefix (``val.`` each evaluated epoch, ``test.``
+        at the end); e.g. PAW-ViT's part segmentation. None by default."""
+        return {}
+
     # -- pictures --------------------------------------------------------------------------------
     def figures(self, network: nn.Module, config: MethodConfig, rows: pl.DataFrame, column: str) -> dict[str, Any]:
         """Method-specific pictures of a trained network, logged with the registered model: name ->

@@ -24,6 +24,13 @@ class BNNeck(nn.Module):
         if classifier_bias:
             nn.init.zeros_(self.classifier.bias)
 
+    def centre(self, features: torch.Tensor) -> torch.Tensor:
+        """``features`` less the mean the BN subtracts: the batch's in training, the running mean in eval
+        mode (the common component of the features, which the classifier never sees)."""
+        if self.training:
+            return features - features.mean(dim=0, keepdim=True)
+        return features - self.bn.running_mean.to(features.dtype)
+
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(BN output, identity logits)."""
         normed = self.bn(features)

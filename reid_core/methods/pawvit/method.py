@@ -12,6 +12,7 @@ from reid_core.data.views import with_flipped_copies
 from reid_core.methods.contract import SearchParam, Stage, StagePlan
 from reid_core.methods.image_method import ImageMethod, pk_plan
 from reid_core.methods.pawvit.config import PawViTConfig
+from reid_core.methods.pawvit.evaluation import part_segmentation_scores
 from reid_core.methods.pawvit.network import PawViT, build_network
 from reid_core.methods.pawvit.recipe import PRESETS, SEARCH_SPACE, search_space_for
 from reid_core.methods.pawvit.targets import species_scheme
@@ -51,6 +52,12 @@ class PawViTMethod(ImageMethod):
 
     def make_stage(self, config: PawViTConfig, plan: StagePlan) -> Stage:
         return make_stage(config, plan)
+
+    def evaluation_scores(self, network: nn.Module, config: PawViTConfig, rows: pl.DataFrame, column: str,
+                          transform: Callable, *, batch_size: int = 64, device="cpu") -> dict[str, float]:
+        """``part_mIoU`` of the ATM masks' argmax against the rows' part maps (``evaluation.py``)."""
+        return part_segmentation_scores(network, config, rows, column, transform, batch_size=batch_size,
+                                        device=device)
 
     def figures(self, network: nn.Module, config: PawViTConfig, rows: pl.DataFrame, column: str) -> dict:
         """The paper's Fig. 2: each token's ATM mask over a few test images."""

@@ -6,6 +6,7 @@
     f -> BNNeck: BN1d (frozen zero bias) -> Linear(D -> C_id, bias) = identity logits
     P_k -> the same BN -> its own Linear(D -> 1) = orientation logit of part k
     test: f / ||f|| (pre-BN, the authors' ``infer``), or of [f(x), f(flip x)] with ``input.test_flip``
+    ``centred``: the triplet sees f - mean_batch(f), the test f - running mean (the BN's centre)
 """
 
 from __future__ import annotations
@@ -84,18 +85,19 @@ class AggregationBlock(nn.Module):
 
 
 class PawViT(nn.Module):
-    """``forward(images)`` -> ``features`` (pre-BN descriptor, the triplet's), ``normed`` (BN),
+    """``forward(images)`` -> ``features`` (the triplet's: pre-BN descriptor, less the BN's centre when
+    ``centred``), ``normed`` (BN),
     ``logits`` (identities), ``masks`` (B, K+1, m, m), ``orientation`` (B, K) logits."""
 
     def __init__(self, backbone: nn.Module, num_parts: int, num_classes: int, mask_size: int, *,
-                 classifier_bias: bool = True, test_flip: bool = False) -> None:
+                 classifier_bias: bool = True, test_flip: bool = False, centred: bool = False) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if backbone.num_prefix_tokens != num_parts + 1:
             raise ValueError(f"the backbone has {backbone.num_prefix_tokens} tokens, not K+1 = {num_parts + 1}")
         dim, heads = backbone.num_features, backbone.blocks[0].attn.num_heads
-        self.num_parts, self.test_flip = num_parts, test_flip
+        self.num_parts, self.test_flip, self.centred = num_parts, test_flip, centred
         self.backbone = backbone
         self.atm = ATMDecoder(dim, heads, backbone.patch_embed.grid_size, mask_size)
         self.aggregation = AggregationBlock(dim, heads)
@@ -115,13 +117,16 @@ class PawViT(nn.Module):
         normed, logits = self.neck(features)
         # the identity BNNeck's BN, called per part as the authors do (batch statistics per part)
         orientation = torch.cat([head(self.neck.bn(parts[:, k])) for k, head in enumerate(self.orientation)], dim=1)
-        return {"features": features, "normed": normed, "logits": logits,
+        metric = self.neck.centre(features) if self.centred else features
+        return {"features": metric, "normed": normed, "logits": logits,
                 "masks": self.atm(tokens, patches), "orientation": orientation}
 
     def descriptor(self, images: torch.Tensor) -> torch.Tensor:
-        """The aggregated descriptor alone (B, D): what inference keeps (no ATM, no heads)."""
+        """The aggregated descriptor alone (B, D): what inference keeps (no ATM, no heads); less the BN's
+        running mean when ``centred``."""
         tokens, _ = self.tokens(images)
-        return self.aggregation(tokens[:, :self.num_parts])
+        features = self.aggregation(tokens[:, :self.num_parts])
+        return self.neck.centre(features) if self.centred else features
 
     def part_masks(self, images: torch.Tensor) -> torch.Tensor:
         """The ATM masks (B, K+1, m, m): where each token looks (the paper's Fig. 2)."""
@@ -140,4 +145,4 @@ def build_network(config: PawViTConfig, num_classes: int) -> PawViT:
     kwargs = {"img_size": config.input.size, "drop_path_rate": backbone.drop_path_rate} | backbone.kwargs
     vit = build_part_token_vit(backbone.name, backbone.pretrained, parts.num_parts + 1, **kwargs)
     return PawViT(vit, parts.num_parts, num_classes, parts.mask_size, classifier_bias=backbone.classifier_bias,
-                  test_flip=config.input.test_flip)
+                  test_flip=config.input.test_flip, centred=config.losses.triplet_feature == "centred")

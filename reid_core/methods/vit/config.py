@@ -95,6 +95,10 @@ class Losses(Section):
     label_smoothing: float = Field(0.2, ge=0, lt=1)
     triplet_margin: float = Field(0.4, ge=0)
     triplet_distance: Literal["cosine", "euclidean"] = "cosine"  # cosine: (1 - cos) / 2
+    # the feature the triplet (and the test embedding) measures: ``pre_bn`` the authors' (pre-BN feature);
+    # ``centred`` the pre-BN feature less the BN's mean (the batch's in training, the running mean at test):
+    # from random weights that common component holds > 99 % of the feature (docs/methods.md)
+    triplet_feature: Literal["pre_bn", "centred"] = "pre_bn"
     id_weight: float = Field(1.0, ge=0)
     triplet_weight: float = Field(0.5, ge=0)
 
