@@ -51,7 +51,7 @@ def test_effects_give_direction_separation_and_their_change():
                     for s, v in enumerate((0.50, 0.51, 0.52))])
     summary = summarize(runs)
     [effect] = report.effects(claim, summary)
-    assert effect["ours: change of mAP (points)"] == "+10.0" and effect["direction"] == "up"
+    assert effect["ours: change (points)"] == "+10.0" and effect["direction"] == "up"
     assert effect["95% intervals separate"] == "yes"  # 41 ± 2.5 against 51 ± 2.5
     assert effect["theirs: change"] == "+1.7 (ATRW mAP)" and effect["same direction"] == "yes"
 
@@ -112,7 +112,7 @@ def test_the_smallest_claim_runs_end_to_end(tiny_synthetic, ray_local, tmp_path,
     assert "## aer-lambda-dve: AER Table A.3" in printed
     assert "| tiger | lambda_dve_0 | lambda_DVE = 0 (lambda_dve = 0.0) |" in printed
     effect = next(line for line in printed.splitlines() if line.startswith("| tiger | lambda_dve_preset vs"))
-    assert "+1.7 (ATRW mAP)" in effect and effect.count("|") == 8
+    assert "+1.7 (ATRW mAP)" in effect and effect.count("|") == 9
 
     runs = pl.read_parquet(out / "runs.parquet")
     assert sorted(zip(runs["arm"], runs["seed"], strict=True)) == [

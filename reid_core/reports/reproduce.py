@@ -122,8 +122,8 @@ def effects(claim: Claim, summary: pl.DataFrame) -> list[dict[str, str]]:
                 agree = ("?" if delta is None or their_delta is None
                          else "yes" if direction(delta) == direction(their_delta) else "no")
                 out.append({"species": species, **({"tested on": view.replace("_", " ")} if view else {}),
-                            "arm vs reference": f"{arm.name} vs {claim.reference}",
-                            f"ours: change of {key} (points)": "-" if delta is None else f"{delta:+.1f}",
+                            "arm vs reference": f"{arm.name} vs {claim.reference}", "metric": key,
+                            "ours: change (points)": "-" if delta is None else f"{delta:+.1f}",
                             "direction": direction(delta), "95% intervals separate": separation(ours, base),
                             "theirs: change": their_text, "same direction": agree})
     return out
