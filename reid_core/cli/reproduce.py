@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from reid_core.cli.options import (
     Parser,
@@ -76,6 +77,7 @@ def main(argv: list[str]) -> int:
     from reid_core.pipelines.reproduce import ReproduceRequest, run_claim
 
     console.configure(args.verbose)
+    started = time.perf_counter()
     claim = CLAIMS[args.claim]
     species = names(args.species) or None
     if args.species is not None and not species:
@@ -94,6 +96,7 @@ def main(argv: list[str]) -> int:
     result = run_claim(request, settings)
     print("\n" + result.markdown)
     compare = result.compare
+    print(f"Finished in {(time.perf_counter() - started) / 60:.1f} min (data preparation included).")
     print(f"Files: {compare.out_dir} (claim.md, runs, summary)")
     print(f"MLflow: run {compare.run_id} ({len(compare.child_run_ids)} child runs) in experiment "
           f"'reid-reproduce' ({settings.tracking_uri})")
