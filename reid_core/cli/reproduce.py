@@ -94,8 +94,11 @@ def main(argv: list[str]) -> int:
         cpus_per_run=args.cpus_per_run, dataset=args.dataset or dataset_name(manifest), data=made,
         out_dir=args.out, verbose=args.verbose)
     result = run_claim(request, settings)
-    print("\n" + result.markdown)
     compare = result.compare
+    skipped = int(compare.runs["skipped_training"].sum())
+    if skipped:  # an arm with the same config, manifest and seed as an earlier claim's (or an earlier run)
+        print(f"note: {skipped} of {len(compare.runs)} trainings were finished already (checkpoints reused)")
+    print("\n" + result.markdown)
     print(f"Finished in {(time.perf_counter() - started) / 60:.1f} min (data preparation included).")
     print(f"Files: {compare.out_dir} (claim.md, runs, summary)")
     print(f"MLflow: run {compare.run_id} ({len(compare.child_run_ids)} child runs) in experiment "
