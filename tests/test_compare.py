@@ -123,3 +123,20 @@ def test_compare_trains_seeds_on_ray_logs_and_writes(tiny_synthetic, ray_local, 
     assert again["test.fused.mAP"] == pytest.approx(first["test.fused.mAP"][0])
     assert 30 <= again["test.fused.pairs_matched"] <= 12 * 5
     assert parent[0].data.params["matcher"] == "sift"
+
+
+def test_arms_are_variants_of_a_method_with_their_own_checkpoints_and_extra_tests(tiny_synthetic):
+    settings = Settings.from_env()
+    tiny = {"batch.ids_per_batch": 4, "batch.images_per_id": 2, "input.size": 48, "backbone.kwargs": {}}
+    request = compare.CompareRequest(
+        manifest=tiny_synthetic, methods=[], species=["tiger"], seeds=2, preset="cpu", epochs=1, overrides=tiny,
+        arms=[compare.Arm("no_dve", "dve", {"losses.lambda_dve": 0.0}), compare.Arm("original", "dve", use_masked=False)],
+        extra_tests=[compare.ExtraTest("on_tiger", species="tiger"), compare.ExtraTest("originals", use_masked=False)])
+    specs = compare.plan_runs(request, settings)
+    assert [(s.arm, s.job.seed) for s in specs] == [("no_dve", 0), ("no_dve", 1), ("original", 0), ("original", 1)]
+    assert specs[0].config["losses"]["lambda_dve"] == 0.0 and specs[2].config["losses"]["lambda_dve"] == 0.4
+    assert [s.job.use_masked for s in specs] == [True, True, False, False]
+    assert len({s.directory for s in specs}) == 4  # each arm x seed its own checkpoints
+    assert [t.name for t in specs[0].extra_tests] == ["originals"]  # its own species' split is test.* already
+    with pytest.raises(ValueError, match="arm name 'a=b'"):
+        compare.Arm("a=b", "dve")  # '=' cannot be part of an MLflow metric key

@@ -40,6 +40,8 @@ COMMANDS: dict[str, Command] = {
                     "search a method's hyperparameters per species (Ray Tune + Optuna), register the best"),
     "compare": Command("reid_core.cli.compare:main",
                        "train methods x species x seeds as Ray tasks: AER Table 2 with 95% CIs, or an ablation"),
+    "reproduce": Command("reid_core.cli.reproduce:main",
+                         "a paper's claim over seeds (e.g. aer-lambda-dve), ours beside the paper's numbers"),
     "promote": Command("reid_core.cli.promote:main",
                        "move a model's 'production' alias behind a gate; force, roll back or list versions"),
     "transfer": Command("reid_core.cli.transfer:main",

@@ -33,16 +33,18 @@ def ensure_synthetic(settings: Settings, individuals: int, images: int, size: in
     return df
 
 
-def segment_with_reference_masks(settings: Settings, manifest_uri: str, verbose: bool = False) -> str:
+def segment_with_reference_masks(settings: Settings, manifest_uri: str, verbose: bool = False, crop: bool = True,
+                                 output: str | None = None) -> str:
     """Background removal for the demo. The synthetic species come with exact masks, so the demo runs
     the segmentation pipeline with them (``--method reference``) instead of SAM + ISNet, whose weights a
     fresh machine does not have. Cropped to the animal: from random weights at 64 px, the network
-    otherwise learns the home scenes of the training split (test mAP 0.09 on original images)."""
+    otherwise learns the home scenes of the training split (test mAP 0.09 on original images). Without
+    ``crop`` the masked images keep the photo's frame (part maps line up; only the background differs)."""
     from reid_core.cli.segment import format_report
     from reid_core.pipelines.segment import SegmentJob, run
     from reid_core.segmentation.masking import MaskingConfig
 
-    job = SegmentJob(manifest=manifest_uri, method="reference", masking=MaskingConfig(crop=True),
+    job = SegmentJob(manifest=manifest_uri, output=output, method="reference", masking=MaskingConfig(crop=crop),
                      actors=1, batch_size=64)
     report = run(job, settings=settings, verbose=verbose)
     print(format_report(report))

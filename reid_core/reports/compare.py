@@ -1,8 +1,9 @@
 """Presenting a method comparison (AER Table 2): per-seed statistics, the paper-style table, a bar chart.
 
-Input is the per-run table of ``reid_core.pipelines.compare`` (one row per method x species x seed, with
-its ``protocol`` and ``test.*`` metrics); the summary is long: method, species, protocol, metric, n, mean,
-sd and the 95% t-interval half-width over the seeds.
+Input is the per-run table of ``reid_core.pipelines.compare`` (one row per arm x species x seed, with its
+``method``, ``protocol`` and ``test.*`` metrics; an arm is a method, or a named variant of one, and a table
+without an ``arm`` column is read as one arm per method); the summary is long: arm, method, species,
+protocol, metric, n, mean, sd and the 95% t-interval half-width over the seeds.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ TABLE_METRICS = {
     "default": (("mAP", "mAP"), ("rank1", "R@1"), *RERANKED_METRICS),
 }
 CHART_METRICS = (("mAP", "mAP"), ("rank1", "rank-1"))
-SUMMARY_SCHEMA = {"method": pl.String, "species": pl.String, "protocol": pl.String, "metric": pl.String,
+SUMMARY_SCHEMA = {"arm": pl.String, "method": pl.String, "species": pl.String, "protocol": pl.String, "metric": pl.String,
                   "n": pl.Int64, "mean": pl.Float64, "sd": pl.Float64, "ci95": pl.Float64}
 
 
@@ -43,17 +44,19 @@ def ci95(values: Sequence[float]) -> tuple[float, float, float]:
 
 
 def summarize(runs: pl.DataFrame) -> pl.DataFrame:
-    """Per method x species x ``test.*`` metric: n, mean, sd, ci95 over the seeds."""
+    """Per arm x species x ``test.*`` metric: n, mean, sd, ci95 over the seeds."""
     metrics = [c.removeprefix("test.") for c in runs.columns if c.startswith("test.")]
+    arm = "arm" if "arm" in runs.columns else "method"
     rows = []
-    for (method, species), group in runs.group_by(["method", "species"], maintain_order=True):
+    for (name, species), group in runs.group_by([arm, "species"], maintain_order=True):
         for metric in metrics:
             values = [v for v in group[f"test.{metric}"].to_list() if v is not None]
             if not values:
                 continue
             mean, sd, half = ci95(values)
-            rows.append({"method": method, "species": species, "protocol": group["protocol"][0], "metric": metric,
-                         "n": len(values), "mean": mean, "sd": sd, "ci95": half})
+            rows.append({"arm": name, "method": group["method"][0], "species": species,
+                         "protocol": group["protocol"][0], "metric": metric, "n": len(values), "mean": mean,
+                         "sd": sd, "ci95": half})
     return pl.DataFrame(rows, schema=SUMMARY_SCHEMA)
 
 
@@ -78,14 +81,14 @@ def table_columns(summary: pl.DataFrame) -> list[tuple[str, str, str]]:
 
 
 def paper_rows(summary: pl.DataFrame) -> list[dict[str, str]]:
-    """AER Table 2's layout: one row per method, per species its metrics as ``mean ± ci95`` (%)."""
+    """AER Table 2's layout: one row per arm (method), per species its metrics as ``mean ± ci95`` (%)."""
     columns = table_columns(summary)
-    cells = {(r["method"], r["species"], r["metric"]): r for r in summary.iter_rows(named=True)}
+    cells = {(r["arm"], r["species"], r["metric"]): r for r in summary.iter_rows(named=True)}
     rows = []
-    for method in dict.fromkeys(summary["method"].to_list()):
-        row = {"Method": method}
+    for arm in dict.fromkeys(summary["arm"].to_list()):
+        row = {"Method": arm}
         for species, key, header in columns:
-            r = cells.get((method, species, key))
+            r = cells.get((arm, species, key))
             row[header] = format_cell(r["mean"], r["ci95"]) if r else "-"
         rows.append(row)
     return rows
@@ -103,16 +106,16 @@ def paper_table(summary: pl.DataFrame) -> str:
 
 
 def bar_chart(summary: pl.DataFrame, path: Path, title: str) -> None:
-    """One panel per species; per method a bar per metric (mAP, rank-1) with 95% CI error bars."""
+    """One panel per species; per arm (method) a bar per metric (mAP, rank-1) with 95% CI error bars."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a cluster node or in CI
     import matplotlib.pyplot as plt
     import numpy as np
 
-    methods = list(dict.fromkeys(summary["method"].to_list()))
+    methods = list(dict.fromkeys(summary["arm"].to_list()))
     species = list(dict.fromkeys(summary["species"].to_list()))
-    cells = {(r["method"], r["species"], r["metric"]): r for r in summary.iter_rows(named=True)}
+    cells = {(r["arm"], r["species"], r["metric"]): r for r in summary.iter_rows(named=True)}
     width = 0.8 / len(CHART_METRICS)
     fig, axes = plt.subplots(1, len(species), figsize=(1.5 + 1.2 * len(methods) * len(species), 3.6),
                              squeeze=False, sharey=True)
