@@ -18,7 +18,7 @@ from reid_core.cli import tune as tune_cli
 from reid_core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("detect", "segment", "part-masks", "train", "tune", "compare", "promote", "transfer", "identify", "demo",
+COMMANDS = ("detect", "segment", "part-masks", "train", "tune", "compare", "reproduce", "promote", "transfer", "identify", "demo",
             "convert", "synthetic", "infra")
 
 
