@@ -6,13 +6,10 @@ builder, called with the options as keywords."""
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from typing import Any
 
-from pydantic import ValidationError
-
-from reid_core.segmentation.base import Segmenter, SegmenterOptions, SegmenterSpec
+from reid_core.named_builders import NamedBuilders
+from reid_core.segmentation.base import Segmenter, SegmenterOptions
 
 # name -> "module:SegmenterSpec"
 _SEGMENTERS = {
@@ -22,64 +19,14 @@ _SEGMENTERS = {
     "sam+isnet": "reid_core.segmentation.segmenters:SAM_ISNET",
 }
 
-
-def names() -> list[str]:
-    return sorted(_SEGMENTERS)
-
-
-def is_custom(name: str) -> bool:
-    """``package.module:builder``: your own segmenter, not a registered name."""
-    return ":" in name
-
-
-def spec(name: str) -> SegmenterSpec:
-    if name not in _SEGMENTERS:
-        raise ValueError(f"unknown segmentation method {name!r}; choose one of {', '.join(names())} "
-                         "or give package.module:builder")
-    module, attr = _SEGMENTERS[name].split(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def _custom_builder(name: str):
-    module, _, attr = name.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def option_names(name: str) -> list[str] | None:
-    """The options a segmenter takes (None: a custom builder taking any keyword)."""
-    if not is_custom(name):
-        return list(spec(name).options.model_fields)
-    parameters = inspect.signature(_custom_builder(name)).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in parameters):
-        return None
-    return [p.name for p in parameters]
-
-
-def parse_options(name: str, options: dict[str, Any] | None) -> SegmenterOptions | dict[str, Any]:
-    """The typed options of a registered segmenter (a custom builder's: the dict, names checked). Errors
-    name the bad option and the valid ones."""
-    options = dict(options or {})
-    valid = option_names(name)
-    takes = f"it takes: {', '.join(valid) or 'none'}" if valid is not None else ""
-    if is_custom(name):
-        unknown = sorted(set(options) - set(valid)) if valid is not None else []
-        if unknown:
-            raise ValueError(f"segmenter {name!r} takes no option {', '.join(unknown)}; {takes}")
-        return options
-    try:
-        return spec(name).options.model_validate(options)
-    except ValidationError as error:
-        unknown = [str(e["loc"][0]) for e in error.errors() if e["type"] == "extra_forbidden"]
-        if unknown:
-            raise ValueError(f"segmenter {name!r} takes no option {', '.join(unknown)}; {takes}") from None
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ValueError(f"segmenter {name!r} option {where}={first.get('input')!r}: {first['msg']}; {takes}") from None
+_REGISTRY = NamedBuilders("segmenter", "segmentation method", _SEGMENTERS, SegmenterOptions)
+names = _REGISTRY.names
+is_custom = _REGISTRY.is_custom
+spec = _REGISTRY.spec
+option_names = _REGISTRY.option_names
+parse_options = _REGISTRY.parse_options
 
 
 def build_segmenter(name: str, options: dict[str, Any] | SegmenterOptions | None = None) -> Segmenter:
     """A segmenter from a registered name, or from ``package.module:builder`` (your own code)."""
-    if is_custom(name):
-        return _custom_builder(name)(**parse_options(name, options))
-    typed = options if isinstance(options, SegmenterOptions) else parse_options(name, options)
-    return spec(name).build(typed)
+    return _REGISTRY.build(name, options)
