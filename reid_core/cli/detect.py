@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from reid_core.cli.options import Parser, UsageError, add_options
+from reid_core.cli.options import Parser, UsageError, add_options, check_method
 from reid_core.pipelines.detect import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_METHOD,
@@ -95,12 +95,9 @@ def main(argv: list[str]) -> int:
 
     console.configure(args.verbose)
     job = job_from_args(args)
-    if ":" not in job.method:
-        from reid_core.detection.registry import names
+    from reid_core.detection.registry import names
 
-        if job.method not in names():
-            raise UsageError(f"unknown --method {job.method!r}; choose one of {', '.join(names())} "
-                             "or give package.module:builder")
+    check_method(job.method, names())
     check_options(job.method, job.options)
     report = run(job, settings=settings, dry_run=args.dry_run, verbose=args.verbose)
     print("\n" + format_report(report))

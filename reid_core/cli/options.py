@@ -119,6 +119,13 @@ def add_options(parser: argparse.ArgumentParser, settings: Settings, *names: str
         parser.add_argument(*keywords.pop("flags", flags), **keywords)
 
 
+def check_method(method: str, registered: list[str]) -> None:
+    """``--method``: a registered name, or ``package.module:builder`` (the user's own)."""
+    if ":" not in method and method not in registered:
+        raise UsageError(f"unknown --method {method!r}; choose one of {', '.join(registered)} "
+                         "or give package.module:builder")
+
+
 def matcher_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """``--matcher-set MATCHER.KEY=VALUE`` as {matcher: {key: value}}, each checked by the matcher's options."""
     from reid_core.matching.registry import check_options
