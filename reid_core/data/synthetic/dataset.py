@@ -1,8 +1,10 @@
 """A whole dataset on disk: plan it in the parent, render each individual in a worker process, write
-images, masks, part maps and the manifest (local or s3://)."""
+images, masks, part maps, ATRW-format keypoints (the manifest's ``keypoints`` column and
+``<species>/reid_keypoints.json``) and the manifest (local or s3://)."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 from collections.abc import Sequence
@@ -21,6 +23,7 @@ from reid_core.data.synthetic.scenes import DEFAULT_SCENES, scene_textures
 from reid_core.data.synthetic.species import preset
 
 DEFAULT_SPECIES = ("tiger", "yak", "elephant")
+KEYPOINT_FILE = "reid_keypoints.json"  # per species, in ATRW's format (also the manifest's ``keypoints``)
 SPLIT_DISJOINT = (("train", "val"), ("train", "test"), ("val", "test"))
 
 
@@ -40,10 +43,11 @@ class _Job:
     occlusion: float
 
 
-def _render_individual(job: _Job) -> list[bool]:
+def _render_individual(job: _Job) -> list[tuple[bool, tuple[float, ...]]]:
+    """Write one individual's images, masks and part maps; (occluded, keypoints) per image."""
     backgrounds = scene_textures(job.seed, job.scenes, job.size)
     name = f"{job.species}_{job.individual:04d}"
-    occluded = []
+    rendered = []
     for index, side, scene in job.images:
         r = render_image(job.species, job.individual, index, side, backgrounds[scene], seed=job.seed,
                          occlusion=job.occlusion)
@@ -53,8 +57,16 @@ def _render_individual(job: _Job) -> list[bool]:
                         Image.fromarray(r.mask.astype(np.uint8) * 255, "L"), compress_level=1)
         rio.write_image(_uri(job.out, job.species, "parts", name, index), Image.fromarray(r.parts, "L"),
                         compress_level=1)
-        occluded.append(r.occluded)
-    return occluded
+        rendered.append((r.occluded, r.keypoints))
+    return rendered
+
+
+def _write_keypoint_files(out: str, df: pl.DataFrame) -> None:
+    """``<species>/reid_keypoints.json`` as ATRW's reid_keypoints_*.json: image file name -> 45 numbers."""
+    for (species,), group in df.group_by(["species"], maintain_order=True):
+        table = {uri.replace("\\", "/").rsplit("/", 1)[-1]: values  # keyed by file name, as ATRW's
+                 for uri, values in zip(group["image_uri"], group["keypoints"].to_list(), strict=True)}
+        rio.write_bytes(rio.join(out, species, KEYPOINT_FILE), json.dumps(table).encode())
 
 
 def generate(
@@ -97,7 +109,8 @@ def generate(
             results = pool.map(_render_individual, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
     else:
         results = [_render_individual(job) for job in jobs]
-    occluded = [flag for result in results for flag in result]
+    occluded = [flag for result in results for flag, _ in result]
+    keypoints = [list(points) for result in results for _, points in result]
 
     individual = pl.format("{}_{}", pl.col("species"), pl.col("index").cast(pl.String).str.zfill(4))
     image = pl.col("image").cast(pl.String).str.zfill(3)
@@ -118,9 +131,11 @@ def generate(
         pl.format("scene_{}", pl.col("scene").cast(pl.String).str.zfill(2)).alias("scene"),
         pl.lit(None, dtype=pl.String).alias("seg_method"),
         pl.Series("occluded", occluded, dtype=pl.Boolean),
+        pl.Series("keypoints", keypoints, dtype=pl.List(pl.Float64)),
     ).drop("index", "image")
     df = manifest.conform(df)
     source = rio.join(out, "manifest.parquet")
     manifest.check(df, source=source, disjoint=SPLIT_DISJOINT)
+    _write_keypoint_files(out, df)
     manifest.write(df, source)
     return df

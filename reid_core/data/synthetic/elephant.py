@@ -6,10 +6,15 @@ import numpy as np
 
 from reid_core.data.synthetic import colours, limbs
 from reid_core.data.synthetic.canvas import BASE, BODY, DARK, EAR, EDGE, HEAD, IVORY, LIGHT, TAIL, Canvas
-from reid_core.data.synthetic.geometry import Pose, bezier, ellipse, rotate, stroke
+from reid_core.data.synthetic.geometry import Pose, bezier, ellipse, first_outside, rotate, stroke
 
 EXTENT = (-0.5, -0.3, 0.42, 0.38)  # canonical bounding box (x0, y0, x1, y1)
 CUES = "ear shape and notches, tusk length and curve (per side)"
+LEGS = {"front": [(-0.14, 0.05), (-0.08, 0.05)], "hind": [(0.22, 0.05), (0.27, 0.05)],
+        "length": 0.32, "ground": 0.37, "w0": 0.115, "w1": 0.1, "swing": 0.035, "knee": 0.0}
+TRUNK = ((0.06, -0.05, 0.3, 0.2), (0.02, -0.12, 0.2, 0.15))  # body ellipses (the trunk of the body, not the nose)
+HEAD_PIVOT = (-0.2, -0.1)
+EAR_CENTRE = (-0.15, -0.06)  # the near ear's; the far ear is hidden behind the head
 
 
 def _side(rng: np.random.Generator) -> dict:
@@ -52,29 +57,44 @@ def _tusk(root: tuple[float, float], spec: dict) -> np.ndarray:
     return stroke(line, 0.028, 0.008)
 
 
+def tail_line(pose: Pose, n: int = 10) -> np.ndarray:
+    return bezier((0.35, -0.1), (0.41, 0.0), (0.39 + 0.03 * pose.tail, 0.14), n)
+
+
+def nose_line(pose: Pose) -> np.ndarray:
+    """The trunk (the nose), root to tip, before the head's tilt."""
+    curl = pose.tail
+    return bezier((-0.37, -0.08), (-0.47, 0.1), (-0.43 - 0.04 * curl, 0.33 - 0.06 * max(curl, 0)), 12)
+
+
+def landmarks(sig: dict, side: str, pose: Pose) -> dict:
+    """Canonical head, tail and body keypoints (the legs come from LEGS): the nose is the trunk's tip,
+    a little above its end so that it lies on the drawn trunk; the far ear is not drawn."""
+    near_ear, nose = rotate(np.array([EAR_CENTRE, nose_line(pose)[-2]]), HEAD_PIVOT, pose.head)
+    return {"near_ear": near_ear, "far_ear": None, "nose": nose,
+            "tail": first_outside(tail_line(pose, 60), TRUNK), "center": np.array(TRUNK[0][:2])}
+
+
 def draw(c: Canvas, sig: dict, side: str, pose: Pose) -> None:
     other = "right" if side == "left" else "left"
     near, far = sig[side], sig[other]
-    legs = {"front": [(-0.14, 0.05), (-0.08, 0.05)], "hind": [(0.22, 0.05), (0.27, 0.05)],
-            "length": 0.32, "ground": 0.37, "w0": 0.115, "w1": 0.1, "swing": 0.035, "knee": 0.0}
+    legs = LEGS
     limbs.legs(c, pose, legs, far=True)
-    tail = bezier((0.35, -0.1), (0.41, 0.0), (0.39 + 0.03 * pose.tail, 0.14), 10)
+    tail = tail_line(pose)
     c.shape(stroke(tail, 0.02, 0.012), TAIL, BASE)
     c.shape(ellipse(0.39 + 0.03 * pose.tail, 0.155, 0.012, 0.03), TAIL, DARK)
-    c.shape(ellipse(0.06, -0.05, 0.3, 0.2), BODY, BASE)
-    c.shape(ellipse(0.02, -0.12, 0.2, 0.15), BODY, BASE)
+    for body in TRUNK:
+        c.shape(ellipse(*body), BODY, BASE)
     limbs.legs(c, pose, legs, far=False)
-    pivot = (-0.2, -0.1)
 
     def head(points: np.ndarray) -> np.ndarray:
-        return rotate(points, pivot, pose.head)
+        return rotate(points, HEAD_PIVOT, pose.head)
 
     if far["tusk"]:
         c.shape(head(_tusk((-0.35, 0.0), far)), HEAD, IVORY, far=True)
     c.shape(head(ellipse(-0.29, -0.12, 0.11, 0.14)), HEAD, BASE)
     c.shape(head(ellipse(-0.31, -0.22, 0.08, 0.06)), HEAD, BASE)
-    curl = pose.tail
-    trunk = bezier((-0.37, -0.08), (-0.47, 0.1), (-0.43 - 0.04 * curl, 0.33 - 0.06 * max(curl, 0)), 12)
+    trunk = nose_line(pose)
     c.shape(head(stroke(trunk, 0.075, 0.035)), HEAD, BASE)
     for t, rx, ry in near["spots"]:
         i = int(t * (len(trunk) - 1))

@@ -10,6 +10,7 @@ import numpy as np
 from reid_core.data.synthetic import seeds
 from reid_core.data.synthetic.canvas import Canvas
 from reid_core.data.synthetic.geometry import Pose
+from reid_core.data.synthetic.keypoints import image_keypoints
 from reid_core.data.synthetic.occluders import vegetation
 from reid_core.data.synthetic.species import SpeciesPreset, individual_signature
 from reid_core.data.synthetic.species import preset as species_preset
@@ -22,6 +23,7 @@ class Rendered:
     image: np.ndarray  # (S, S, 3) uint8
     parts: np.ndarray  # (S, S) uint8 part labels, 0 where background or occluded
     occluder: np.ndarray  # (S, S) bool, the vegetation drawn in front
+    keypoints: tuple[float, ...] = ()  # ATRW's 15 keypoints as flat (x, y, v) in image pixels (keypoints.py)
 
     @property
     def mask(self) -> np.ndarray:
@@ -68,6 +70,7 @@ def render_image(
     canvas = Canvas(size, pose)
     preset.draw(canvas, sig, side, pose)
     labels, tones = canvas.arrays()
+    shown = labels  # before the occluder is cut out (np.where below makes a new array)
     fg = labels > 0
 
     # colour of the animal's pixels: palette, shading along the body's up axis, lighting, fur noise
@@ -94,7 +97,8 @@ def render_image(
             occ = drawn
             image = np.where(occ[..., None], occ_rgb, image)
             labels = np.where(occ, 0, labels).astype(np.uint8)
-    return Rendered(image=image, parts=labels, occluder=occ)
+    points = image_keypoints(preset.landmarks(sig, side, pose), preset.legs, side, pose, shown, tones, occ)
+    return Rendered(image=image, parts=labels, occluder=occ, keypoints=points)
 
 
 # --------------------------------------------------------------------------------------------------

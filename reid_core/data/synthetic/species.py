@@ -24,10 +24,13 @@ class SpeciesPreset:
     palette: Callable[[dict], np.ndarray]
     extent: tuple[float, float, float, float]  # canonical bounding box (x0, y0, x1, y1)
     cues: str
+    legs: dict  # the leg curves' spec (limbs.legs), read by the keypoints too
+    landmarks: Callable[[dict, str, Pose], dict]  # canonical head, tail and body keypoints (keypoints.py)
 
 
 SPECIES: dict[str, SpeciesPreset] = {
-    name: SpeciesPreset(name, module.signature, module.draw, module.palette, module.EXTENT, module.CUES)
+    name: SpeciesPreset(name, module.signature, module.draw, module.palette, module.EXTENT, module.CUES, module.LEGS,
+                        module.landmarks)
     for name, module in (("tiger", tiger), ("yak", yak), ("elephant", elephant))
 }
 

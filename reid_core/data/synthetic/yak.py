@@ -8,10 +8,16 @@ import numpy as np
 
 from reid_core.data.synthetic import colours, limbs
 from reid_core.data.synthetic.canvas import BASE, BODY, DARK, FRONT_LEGS, HEAD, HORN, LIGHT, TAIL, Canvas
-from reid_core.data.synthetic.geometry import Pose, bezier, ellipse, rotate, stroke
+from reid_core.data.synthetic.geometry import Pose, bezier, ellipse, first_outside, rotate, stroke
 
 EXTENT = (-0.48, -0.3, 0.4, 0.35)  # canonical bounding box (x0, y0, x1, y1)
 CUES = "horn shape (one per side), coat patches per side, face blaze, socks, tail tuft"
+LEGS = {"front": [(-0.16, 0.05), (-0.11, 0.05)], "hind": [(0.2, 0.05), (0.25, 0.05)],
+        "length": 0.28, "ground": 0.33, "w0": 0.08, "w1": 0.065, "swing": 0.05, "knee": 0.03}
+TRUNK = ((0.03, -0.02, 0.28, 0.16), (-0.13, -0.11, 0.14, 0.1), (0.2, -0.04, 0.11, 0.13))  # body ellipses
+HEAD_PIVOT = (-0.27, -0.07)
+EAR = (-0.3, -0.02, 0.045, 0.018, 0.3)  # the near ear; the far one is hidden behind the head
+NOSE = (-0.455, 0.08)  # the front of the muzzle
 
 
 def _side(rng: np.random.Generator) -> dict:
@@ -54,21 +60,30 @@ def _horn(base: tuple[float, float], spec: dict) -> np.ndarray:
     return stroke(np.array(points), spec["horn_width"], 0.006)
 
 
+def tail_line(pose: Pose, n: int = 10) -> np.ndarray:
+    return bezier((0.3, -0.1), (0.37, 0.0), (0.36 + 0.03 * pose.tail, 0.12), n)
+
+
+def landmarks(sig: dict, side: str, pose: Pose) -> dict:
+    """Canonical head, tail and body keypoints (the legs come from LEGS); the far ear is not drawn."""
+    near_ear, nose = rotate(np.array([EAR[:2], NOSE]), HEAD_PIVOT, pose.head)
+    return {"near_ear": near_ear, "far_ear": None, "nose": nose,
+            "tail": first_outside(tail_line(pose, 60), TRUNK), "center": np.array(TRUNK[0][:2])}
+
+
 def draw(c: Canvas, sig: dict, side: str, pose: Pose) -> None:
     other = "right" if side == "left" else "left"
     near, far = sig[side], sig[other]
-    legs = {"front": [(-0.16, 0.05), (-0.11, 0.05)], "hind": [(0.2, 0.05), (0.25, 0.05)],
-            "length": 0.28, "ground": 0.33, "w0": 0.08, "w1": 0.065, "swing": 0.05, "knee": 0.03}
+    legs = LEGS
     for part, line in limbs.legs(c, pose, legs, far=True):
         sock = far["sock_front" if part == FRONT_LEGS else "sock_hind"]
         if sock:
             c.shape(stroke(line[-sock:] + [0, 0.01], 0.066, 0.066), part, LIGHT, far=True)
-    tail = bezier((0.3, -0.1), (0.37, 0.0), (0.36 + 0.03 * pose.tail, 0.12), 10)
+    tail = tail_line(pose)
     c.shape(stroke(tail, 0.03, 0.025), TAIL, BASE)
     c.shape(ellipse(0.36 + 0.03 * pose.tail, 0.15, 0.035, 0.065), TAIL, LIGHT if sig["tuft"] else BASE)
-    c.shape(ellipse(0.03, -0.02, 0.28, 0.16), BODY, BASE)
-    c.shape(ellipse(-0.13, -0.11, 0.14, 0.1), BODY, BASE)
-    c.shape(ellipse(0.2, -0.04, 0.11, 0.13), BODY, BASE)
+    for body in TRUNK:
+        c.shape(ellipse(*body), BODY, BASE)
     xs = np.linspace(-0.25, 0.29, len(sig["fringe"]) * 2 + 1)
     ys = [0.03 if i % 2 == 0 else sig["fringe"][i // 2] for i in range(len(xs))]
     c.shape(np.array([[-0.25, 0.0], *zip(xs, ys, strict=True), [0.29, 0.0]]), BODY, BASE)
@@ -80,10 +95,9 @@ def draw(c: Canvas, sig: dict, side: str, pose: Pose) -> None:
         if sock:
             c.shape(stroke(line[-sock:] + [0, 0.01], 0.08, 0.07), part, LIGHT)
         c.shape(ellipse(line[-1, 0], line[-1, 1] + 0.005, 0.04, 0.015), part, DARK)
-    pivot = (-0.27, -0.07)
 
     def head(points: np.ndarray) -> np.ndarray:
-        return rotate(points, pivot, pose.head)
+        return rotate(points, HEAD_PIVOT, pose.head)
 
     c.shape(head(_horn((-0.345, -0.085), far)), HEAD, HORN, far=True)
     c.shape(head(ellipse(-0.37, 0.0, 0.1, 0.075, 1.0)), HEAD, BASE)
@@ -92,7 +106,7 @@ def draw(c: Canvas, sig: dict, side: str, pose: Pose) -> None:
     if sig["blaze"]:
         c.mark(head(ellipse(-0.39, -0.03, 0.025 + 0.02 * sig["blaze"], 0.025 + 0.05 * sig["blaze"], 0.9)),
                LIGHT, "head")
-    c.shape(head(ellipse(-0.3, -0.02, 0.045, 0.018, 0.3)), HEAD, BASE)
+    c.shape(head(ellipse(*EAR)), HEAD, BASE)
     c.shape(head(ellipse(-0.36, -0.03, 0.011, 0.011)), HEAD, DARK)
     c.shape(head(_horn((-0.33, -0.07), near)), HEAD, HORN)
 
