@@ -72,7 +72,7 @@ def landmarks(sig: dict, side: str, pose: Pose) -> dict:
     a little above its end so that it lies on the drawn trunk; the far ear is not drawn."""
     near_ear, nose = rotate(np.array([EAR_CENTRE, nose_line(pose)[-2]]), HEAD_PIVOT, pose.head)
     return {"near_ear": near_ear, "far_ear": None, "nose": nose,
-            "tail": first_outside(tail_line(pose, 60), TRUNK), "center": np.array(TRUNK[0][:2])}
+            "tail": first_outside(tail_line(pose, 60), TRUNK, margin=0.02), "center": np.array(TRUNK[0][:2])}
 
 
 def draw(c: Canvas, sig: dict, side: str, pose: Pose) -> None:

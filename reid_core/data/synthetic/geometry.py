@@ -58,11 +58,12 @@ class Pose:
         return self.scale * np.array([[c, -s], [s, c]]) @ flip
 
 
-def first_outside(line: np.ndarray, ellipses: tuple[tuple[float, float, float, float], ...]) -> np.ndarray:
-    """The first point of ``line`` outside every axis-aligned ellipse (cx, cy, rx, ry): where a tail
-    drawn from inside the body leaves it (its last point if it never does)."""
+def first_outside(line: np.ndarray, ellipses: tuple[tuple[float, float, float, float], ...],
+                  margin: float = 0.0) -> np.ndarray:
+    """The first point of ``line`` outside every axis-aligned ellipse (cx, cy, rx, ry) grown by ``margin``:
+    where a tail drawn from inside the body comes out from behind it (its last point if it never does)."""
     inside = np.zeros(len(line), dtype=bool)
     for cx, cy, rx, ry in ellipses:
-        inside |= ((line[:, 0] - cx) / rx) ** 2 + ((line[:, 1] - cy) / ry) ** 2 <= 1.0
+        inside |= ((line[:, 0] - cx) / (rx + margin)) ** 2 + ((line[:, 1] - cy) / (ry + margin)) ** 2 <= 1.0
     outside = np.flatnonzero(~inside)
     return line[outside[0] if len(outside) else -1]

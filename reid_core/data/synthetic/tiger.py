@@ -58,7 +58,7 @@ def landmarks(sig: dict, side: str, pose: Pose) -> dict:
     near_ear, far_ear, nose = rotate(np.array([EARS[0].mean(axis=0), EARS[1].mean(axis=0), NOSE]), HEAD_PIVOT,
                                      pose.head)
     return {"near_ear": near_ear, "far_ear": far_ear, "nose": nose,
-            "tail": first_outside(tail_line(pose, 60), TRUNK), "center": np.array(TRUNK[0][:2])}
+            "tail": first_outside(tail_line(pose, 60), TRUNK, margin=0.04), "center": np.array(TRUNK[0][:2])}
 
 
 def draw(c: Canvas, sig: dict, side: str, pose: Pose) -> None:

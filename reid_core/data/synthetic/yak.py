@@ -68,7 +68,7 @@ def landmarks(sig: dict, side: str, pose: Pose) -> dict:
     """Canonical head, tail and body keypoints (the legs come from LEGS); the far ear is not drawn."""
     near_ear, nose = rotate(np.array([EAR[:2], NOSE]), HEAD_PIVOT, pose.head)
     return {"near_ear": near_ear, "far_ear": None, "nose": nose,
-            "tail": first_outside(tail_line(pose, 60), TRUNK), "center": np.array(TRUNK[0][:2])}
+            "tail": first_outside(tail_line(pose, 60), TRUNK, margin=0.03), "center": np.array(TRUNK[0][:2])}
 
 
 def draw(c: Canvas, sig: dict, side: str, pose: Pose) -> None:
