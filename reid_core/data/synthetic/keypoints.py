@@ -7,8 +7,8 @@ side, under vegetation, outside the frame, or not drawn at all (the yak's and el
 Left and right follow the flank shown: the near legs and ear are the shown side's (``side``), the far
 ones the other's. Where on each shape a keypoint sits: ears at their centre, the nose at the muzzle (the
 elephant's at its trunk's tip), shoulders and hips at the top of the leg curves, the knee at the hind
-leg's bend (the curve's middle), paws near the foot of the leg, the tail at its root where it leaves the
-body, the centre at the main body ellipse's centre. Seen means: within ``REACH`` pixels of the keypoint
+leg's bend (the curve's middle), paws near the foot of the leg, the tail at its root where it comes out
+from behind the body (clear of it by the tail's width), the centre at the main body ellipse's centre. Seen means: within ``REACH`` pixels of the keypoint
 the drawing shows that part (a far-side leg point needs a far-side leg pixel), and the keypoint's own
 pixel is not under the occluder.
 """

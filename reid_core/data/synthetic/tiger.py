@@ -54,7 +54,7 @@ def tail_line(pose: Pose, n: int = 14) -> np.ndarray:
 
 def landmarks(sig: dict, side: str, pose: Pose) -> dict:
     """Canonical head, tail and body keypoints (the legs come from LEGS): ears at their centres, the
-    nose, the tail's root where it leaves the body, the body's centre."""
+    nose, the tail's root where it clears the body by its own width, the body's centre."""
     near_ear, far_ear, nose = rotate(np.array([EARS[0].mean(axis=0), EARS[1].mean(axis=0), NOSE]), HEAD_PIVOT,
                                      pose.head)
     return {"near_ear": near_ear, "far_ear": far_ear, "nose": nose,
