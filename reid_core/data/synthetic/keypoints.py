@@ -1,5 +1,5 @@
-"""ATRW-format keypoints of one synthetic image, read from the geometry the species drew (its pose, leg
-curves, head, tail and body shapes) as an annotator would click them, not from the part masks.
+"""ATRW-format keypoints of one synthetic image, placed on the geometry the species drew (its pose, leg
+curves, head, tail and body shapes) as an annotator would click them, not read off the part masks.
 
 ATRW's 15 keypoints in ATRW's order, image pixels (x, y) with pixel (r, c) covering [c, c+1) x [r, r+1),
 and ``v`` = 2 where the point is seen, 0 (with x = y = 0) where it is hidden behind the animal's own near
@@ -8,9 +8,13 @@ Left and right follow the flank shown: the near legs and ear are the shown side'
 ones the other's. Where on each shape a keypoint sits: ears at their centre, the nose at the muzzle (the
 elephant's at its trunk's tip), shoulders and hips at the top of the leg curves, the knee at the hind
 leg's bend (the curve's middle), paws near the foot of the leg, the tail at its root where it comes out
-from behind the body (clear of it by the tail's width), the centre at the main body ellipse's centre. Seen means: within ``REACH`` pixels of the keypoint
-the drawing shows that part (a far-side leg point needs a far-side leg pixel), and the keypoint's own
-pixel is not under the occluder.
+from behind the body (clear of it by the tail's width), the centre at the main body ellipse's centre.
+
+Seen is decided by what the drawing shows in front (the canvas's part and tone layers before the
+occluder is cut out, which carry the drawing order): within ``REACH`` pixels of the keypoint the drawing
+shows its part (a far-side leg point needs a far-side leg pixel), and its own pixel is not under the
+vegetation. So the far shoulder and hip, always behind the body, are never seen; nor is the elephant's
+near shoulder where its ear covers it.
 """
 
 from __future__ import annotations
