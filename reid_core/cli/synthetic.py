@@ -1,4 +1,5 @@
-"""``synthetic``: write a procedural re-ID dataset (images, masks, part maps, manifest.parquet).
+"""``synthetic``: write a procedural re-ID dataset (images, masks, part maps, ATRW-format keypoints,
+manifest.parquet).
 
     python -m reid_core synthetic --out DIR --species tiger,yak,elephant --individuals 40 \
         --images-per-individual 12 --size 128 --seed 0

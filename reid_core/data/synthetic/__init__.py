@@ -13,7 +13,9 @@ individual's images get distinct random scenes, so background carries identity i
 and none at test time: a model that learns the background fails, one trained on masked images does not
 (AER's Table 1 in miniature).
 
-Layout: ``DIR/<species>/{images,masks,parts}/<individual>_<index>.png`` and ``DIR/manifest.parquet``.
+Layout: ``DIR/<species>/{images,masks,parts}/<individual>_<index>.png``, ``DIR/<species>/reid_keypoints.json``
+(ATRW's 15 keypoints per image in ATRW's file format, also the manifest's ``keypoints`` column) and
+``DIR/manifest.parquet``.
 Images are lossless PNG: background pixels equal the scene exactly where the mask is 0 (JPEG would blur
 that contract and make masks disagree with the pixels at edges), at ~2 ms of encoding per 128 px image
 (compress level 1; ~34 kB, against ~10 kB and 0.2 ms for JPEG at quality 95).
@@ -21,7 +23,7 @@ that contract and make masks disagree with the pixels at edges), at ~2 ms of enc
 The modules, one job each: ``seeds`` (keyed random streams), ``geometry`` (canonical shapes, the pose),
 ``canvas`` (part labels and tones), ``colours``, ``limbs``, ``tiger``/``yak``/``elephant`` (one species
 each), ``species`` (their registry and signatures), ``scenes`` (backgrounds), ``occluders`` (vegetation),
-``render`` (one image), ``planning`` (who is photographed where), ``dataset`` (files and the manifest),
+``keypoints`` (ATRW's keypoints from the drawn geometry), ``render`` (one image), ``planning`` (who is photographed where), ``dataset`` (files and the manifest),
 ``whole_photos`` (whole camera-trap photos with 0-3 animals, exact boxes and masks, for detection).
 The command line is ``reid_core.cli.synthetic``.
 """
