@@ -27,7 +27,9 @@ from reid_core.methods.vit.recipe import lr_at as vit_lr_at
 # smaller than the cpu presets, for speed
 TINY = {
     "arcface": {"backbone.kwargs": {"channels": [16, 32, 64, 128]}, "backbone.embed_dim": 32},
-    "vit": {"backbone.kwargs": {"patch_size": 16, "depth": 2, "embed_dim": 48, "num_heads": 3}},
+    # a patchify ViT (the paper's kind, whose checkpoints the conversion tests write)
+    "vit": {"backbone.name": "vit_tiny_patch16_224",
+            "backbone.kwargs": {"patch_size": 16, "depth": 2, "embed_dim": 48, "num_heads": 3}},
 }
 NAMES = ("arcface", "vit")
 
@@ -158,10 +160,12 @@ def test_the_cpu_vits_pre_bn_feature_is_one_common_component_from_random_weights
     """Why the cpu presets centre the triplet's feature: at initialisation (the cpu ViT, random weights) every
     pre-BN [CLS] feature points the same way (the patches' mean and position embeddings, shared by every
     image), so cosine distances are ~1e-3 and the batch-hard cosine triplet sits at its margin; less the
-    batch mean the same features spread (docs/methods.md, the ViT family's triplet)."""
+    batch mean the same features spread (docs/methods.md, the ViT family's triplet). Measured on the
+    patchify ViT the cpu preset had before its convolutional stem (8 px patches)."""
     torch.manual_seed(0)
     method = get_method("vit")
-    network = method.build(method.config("cpu"), num_classes=4).train()
+    patchify = {"backbone.name": "vit_tiny_patch16_224", "backbone.kwargs": {"patch_size": 8, "depth": 6}}
+    network = method.build(method.config("cpu", patchify), num_classes=4).train()
     # masked animals on black, as the synthetic species after segmentation: a 32 px patch of noise each
     generator = torch.Generator().manual_seed(0)
     images = torch.full((16, 3, 64, 64), -1.0)  # black after mean = std = 0.5

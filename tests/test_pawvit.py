@@ -34,7 +34,9 @@ from reid_core.methods.pawvit.targets import merge_table, part_targets, part_vis
 from reid_core.methods.registry import get_method
 from reid_core.methods.search_space import SearchSpace
 
-TINY = {"backbone.kwargs": {"patch_size": 16, "depth": 2, "embed_dim": 48, "num_heads": 3},
+# a patchify ViT (the paper's kind, whose checkpoints the conversion tests write) smaller than the cpu preset's
+TINY = {"backbone.name": "vit_tiny_patch16_224",
+        "backbone.kwargs": {"patch_size": 16, "depth": 2, "embed_dim": 48, "num_heads": 3},
         "parts.mask_size": 8}  # 64 px -> a 4 x 4 grid; K = 4 (the cpu preset's)
 TIGER = pl.DataFrame({"species": ["tiger"]})
 
@@ -292,6 +294,9 @@ def test_the_network_uses_the_k_part_tokens_for_the_descriptor_and_every_token_f
     with torch.no_grad():
         raw = centred.aggregation(centred.tokens(images)[0][:, :4])
         assert torch.allclose(centred.train()(images)["features"], raw - raw.mean(0), atol=1e-5)
+        # one training step moved the running mean towards the descriptor's batch mean only, not the parts'
+        # (the orientation heads' per-part BN calls use batch statistics and leave the running ones)
+        assert torch.allclose(centred.neck.bn.running_mean, 0.1 * raw.mean(0), atol=1e-5)
         centred.eval()
         running = centred.neck.bn.running_mean
         assert torch.allclose(pawvit.embed(centred, images), F.normalize(raw - running, dim=1), atol=1e-5)
@@ -624,3 +629,18 @@ def test_part_miou_scores_the_atm_argmax_against_the_merged_part_maps_at_the_mas
     assert scores["part_mIoU_chance"] == pytest.approx(chance)
     assert method().evaluation_scores(_FixedMasks(predicted, 5), config, rows.drop("parts_uri"), "image_uri",
                                       method().eval_transform(config)) == {}
+
+
+def test_the_cpu_presets_put_the_vit_family_on_a_convolutional_stem_with_the_same_grid():
+    """The cpu presets' ViTs see the 64 px image through timm's hybrid stem (conv, GroupNorm, max-pool,
+    2 x 2 patches): the 8 x 8 grid the 8 px patches gave, so the part maps keep their resolution."""
+    vit_method = get_method("vit")
+    vit = vit_method.build(vit_method.config("cpu"), 3)
+    paw = method().build(method().config("cpu"), 3)
+    for backbone, depth in ((vit.backbone, 6), (paw.backbone, 4)):
+        assert type(backbone.patch_embed).__name__ == "HybridEmbed" and len(backbone.blocks) == depth
+        assert tuple(backbone.patch_embed.grid_size) == (8, 8)
+    images = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        assert vit.eval().embed(images).shape == (3, 192)
+        assert paw.eval().part_masks(images).shape == (3, 5, 16, 16)

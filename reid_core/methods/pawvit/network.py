@@ -115,11 +115,20 @@ class PawViT(nn.Module):
         parts = tokens[:, :self.num_parts]
         features = self.aggregation(parts)
         normed, logits = self.neck(features)
-        # the identity BNNeck's BN, called per part as the authors do (batch statistics per part)
-        orientation = torch.cat([head(self.neck.bn(parts[:, k])) for k, head in enumerate(self.orientation)], dim=1)
+        orientation = torch.cat([head(self.part_bn(parts[:, k])) for k, head in enumerate(self.orientation)], dim=1)
         metric = self.neck.centre(features) if self.centred else features
         return {"features": metric, "normed": normed, "logits": logits,
                 "masks": self.atm(tokens, patches), "orientation": orientation}
+
+    def part_bn(self, part: torch.Tensor) -> torch.Tensor:
+        """The identity BNNeck's BN on one part's tokens, as the authors call it (batch statistics per part,
+        the BN's own weight and bias) but without moving its running statistics: those stay the
+        descriptor's, whose mean the ``centred`` test feature subtracts (the authors' K extra updates per
+        step would make it the part tokens' mean)."""
+        bn = self.neck.bn
+        if not self.training:
+            return bn(part)
+        return F.batch_norm(part, None, None, bn.weight, bn.bias, training=True, eps=bn.eps)
 
     def descriptor(self, images: torch.Tensor) -> torch.Tensor:
         """The aggregated descriptor alone (B, D): what inference keeps (no ATM, no heads); less the BN's

@@ -6,20 +6,19 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reid_core.methods.contract import SearchParam
-from reid_core.methods.vit.recipe import lr_at, lr_schedule
+from reid_core.methods.vit.recipe import CONV_STEM_BACKBONE, lr_at, lr_schedule
 from reid_core.parts.schemes import SCHEMES
 
 __all__ = ["PRESETS", "SEARCH_SPACE", "lr_at", "lr_schedule", "search_space_for"]
 
-# A CPU-sized PAW-ViT for the synthetic species on 2 cores: random weights, 64 px, a ViT-Tiny width
-# (192-d, 3 heads) with 8 px patches (an 8 x 8 grid, as 256 px / 16 gives 16 x 16) and 4 blocks,
-# 16 x 16 teacher masks (input / 4, as the paper's 64 for 256), no drop-path, P x K = 8 x 3, and the
-# vit cpu preset's higher lr with a one-epoch warm-up (8.5e-5 is for fine-tuning ImageNet weights).
+# A CPU-sized PAW-ViT for the synthetic species on 2 cores: random weights, 64 px, the vit cpu preset's
+# ViT-Tiny width (192-d, 3 heads) on the same convolutional stem (an 8 x 8 grid, as 256 px / 16 gives
+# 16 x 16; see vit/recipe.py) with 4 blocks, 16 x 16 teacher masks (input / 4, as the paper's 64 for 256),
+# no drop-path, P x K = 8 x 3, and the vit cpu preset's higher lr with a one-epoch warm-up.
 # K = 4: a grouping every synthetic species' scheme has (tiger 5/4/3, yak and elephant 4/3).
 CPU_PRESET = {
     "input": {"size": 64, "flipped_copies": False},
-    "backbone": {"name": "vit_tiny_patch16_224", "pretrained": None, "drop_path_rate": 0.0,
-                 "kwargs": {"patch_size": 8, "depth": 4}},
+    "backbone": CONV_STEM_BACKBONE | {"kwargs": {"patch_size": 2, "depth": 4}},
     "parts": {"num_parts": 4, "mask_size": 16},
     "batch": {"ids_per_batch": 8, "images_per_id": 3},
     "optim": {"lr": 5e-4},

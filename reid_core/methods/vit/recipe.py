@@ -8,13 +8,19 @@ from reid_core.methods.vit.config import ViTConfig
 from reid_core.nn.schedules import LrCurve, cosine
 
 # A CPU-sized ViT for the synthetic species on 2 cores: random weights, 64 px, timm's ViT-Tiny (192-d,
-# 3 heads) with 8 px patches (an 8 x 8 grid, as 256 px / 16 gives 16 x 16) and 6 blocks, no drop-path,
-# P x K = 8 x 3, a higher lr with a one-epoch warm-up (8.5e-5 is for fine-tuning ImageNet weights).
+# 3 heads) and 6 blocks on an 8 x 8 grid (as 256 px / 16 gives 16 x 16), no drop-path, P x K = 8 x 3, a
+# higher lr with a one-epoch warm-up (8.5e-5 is for fine-tuning ImageNet weights).
+# The grid comes from a convolutional stem (timm's hybrid R+ViT-Ti: a 7 x 7 stride-2 conv, GroupNorm,
+# ReLU and a stride-2 max-pool, then 2 x 2 patches), not from 8 px patches: a patchify ViT from random
+# weights barely learns on a few hundred images (its identity loss at chance for the first epochs, the
+# triplet above its margin after 30), early convolutions make it learn within them (Xiao et al. 2021,
+# "Early Convolutions Help Transformers See Better"; docs/methods.md has the curves).
 # No flipped copies: they double every epoch on 2 cores (not measured against keeping them).
+CONV_STEM_BACKBONE = {"name": "vit_tiny_r_s16_p8_224", "pretrained": None, "drop_path_rate": 0.0,
+                      "kwargs": {"patch_size": 2, "depth": 6}}
 CPU_PRESET = {
     "input": {"size": 64, "flipped_copies": False},
-    "backbone": {"name": "vit_tiny_patch16_224", "pretrained": None, "drop_path_rate": 0.0,
-                 "kwargs": {"patch_size": 8, "depth": 6}},
+    "backbone": CONV_STEM_BACKBONE,
     "batch": {"ids_per_batch": 8, "images_per_id": 3},
     "optim": {"lr": 5e-4},
     # warmup_prefix False: the curve the cpu runs recorded so far trained with (the cosine counts the warm-up
