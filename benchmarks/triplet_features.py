@@ -7,7 +7,8 @@ x 3, the eval transform), the feature the triplet receives (``features``) and th
   feature is the same vector; 0: centred);
 - ``top_pc``: the share of the centred energy in the first principal component;
 - ``d_ap`` / ``d_an``: mean hardest-positive / hardest-negative cosine distance (1 - cos) / 2, and
-  ``triplet``: the batch-hard cosine triplet at margin 0.4 on that batch.
+  ``triplet``: the batch-hard cosine triplet at margin 0.4 on that batch;
+- PAW-ViT also ``part_tokens``: the same for each centred part token the aggregation block receives.
 
 With the training's own per-epoch losses (``train.loss_triplet``, ...), its ``val.*`` scores (``val.mAP``,
 PAW-ViT's ``val.part_mIoU``) and, at the end, the last epoch's ``test.*`` scores. Prints one JSON
@@ -102,9 +103,19 @@ class MeasuringSession:
             bn.momentum = momentum
             net.train(was_training)
         labels = self.batch["label"]
+        stages = part_token_stats(net, self.batch["image"], labels) if hasattr(net, "aggregation") else {}
         print(json.dumps({**{k: v for k, v in metrics.items() if k.startswith(("train.loss", "val.", "epoch"))},
                           "features": feature_stats(out["features"], labels),
-                          "bn": feature_stats(out["normed"], labels)}), flush=True)
+                          "bn": feature_stats(out["normed"], labels), **stages}), flush=True)
+
+
+def part_token_stats(net, images: torch.Tensor, labels: torch.Tensor) -> dict[str, list[dict[str, float]]]:
+    """PAW-ViT: the same measures on each part token the aggregation block receives (centred: where
+    the descriptor's spread comes from), in the network's current mode."""
+    with torch.no_grad():
+        tokens, _ = net.tokens(images)
+    parts = tokens[:, :net.num_parts]
+    return {"part_tokens": [feature_stats(parts[:, k] - parts[:, k].mean(0), labels) for k in range(net.num_parts)]}
 
 
 def parse_value(text: str):
