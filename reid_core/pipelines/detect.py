@@ -125,12 +125,9 @@ def make_plan(job: DetectJob, filesystem: pafs.FileSystem | None = None, *, clea
     output = job.output_dir()
     if job.crop_format not in ("png", "jpg"):
         raise ValueError(f"crop_format must be png or jpg, got {job.crop_format!r}")
-    for name in ("manifest.parquet", "photos.parquet"):
-        if row_stage.fs_path(rio.join(output, name), filesystem) == row_stage.fs_path(job.manifest, filesystem):
-            raise ValueError(f"the output would overwrite the input {job.manifest}: choose another --output")
-    df = mf.read(job.manifest, filesystem=fs_for(job.manifest, filesystem), validate_kwargs={"disjoint": ()})
+    df = row_stage.read_input(job.manifest, tuple(rio.join(output, name) for name in ("manifest.parquet", "photos.parquet")),
+                              job.species, filesystem)
     df = df.drop([c for c in (*PHOTO_COLUMNS, *CROP_COLUMNS) if c in df.columns])
-    row_stage.check_species(df, job.species, job.manifest)
     columns = df.columns
     df = df.with_columns(row_stage.target(output, "detections", "json").alias("_det_target"),
                          folder_target(output, "crops").alias("_crop_base"),

@@ -127,11 +127,8 @@ def make_plan(job: PartMaskJob, filesystem: pafs.FileSystem | None = None, *, cl
     mapping = load_mapping(job.mapping, filesystem)
     output = job.output_dir(mapping.name)
     manifest_out = rio.join(output, "manifest.parquet")
-    if row_stage.fs_path(manifest_out, filesystem) == row_stage.fs_path(job.manifest, filesystem):
-        raise ValueError(f"the updated manifest would overwrite the input {job.manifest}: choose another --output")
-    df = mf.read(job.manifest, filesystem=fs_for(job.manifest, filesystem), validate_kwargs={"disjoint": ()})
+    df = row_stage.read_input(job.manifest, (manifest_out,), job.species, filesystem)
     df = row_stage.with_columns_of(df, mf.PARTS_SCHEMA)
-    row_stage.check_species(df, job.species, job.manifest)
     selected = pl.col("species").is_in(list(job.species)) if job.species else pl.lit(True)
     scheme = _schemes(df.filter(selected), job, mapping)
     if job.keypoints == () and KEYPOINT_COLUMN not in df.columns:

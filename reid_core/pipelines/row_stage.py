@@ -446,6 +446,18 @@ def with_columns_of(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.Data
     return df
 
 
+def read_input(manifest: str, writes: tuple[str, ...], species: tuple[str, ...],
+               filesystem: pafs.FileSystem | None = None) -> pl.DataFrame:
+    """A stage's input manifest, read as every row stage reads it, after refusing a run whose outputs
+    (``writes``) would overwrite it; the requested ``species`` must be in it."""
+    source = fs_path(manifest, filesystem)
+    if any(fs_path(uri, filesystem) == source for uri in writes):
+        raise ValueError(f"the output would overwrite the input {manifest}: choose another --output")
+    df = mf.read(manifest, filesystem=fs_for(manifest, filesystem), validate_kwargs={"disjoint": ()})
+    check_species(df, species, manifest)
+    return df
+
+
 def check_species(df: pl.DataFrame, species: tuple[str, ...], manifest: str) -> None:
     unknown = sorted(set(species) - set(df["species"].unique()))
     if unknown:

@@ -179,13 +179,10 @@ def make_plan(job: SegmentJob, filesystem: pafs.FileSystem | None = None, *, cle
     """Read the manifest and the output folder; decide what this run does. ``clean`` removes the
     temporary files a killed run left (a dry run leaves everything as it is)."""
     output, manifest_out = job.output_dir(), job.manifest_out()
-    if row_stage.fs_path(manifest_out, filesystem) == row_stage.fs_path(job.manifest, filesystem):
-        raise ValueError(f"the updated manifest would overwrite the input {job.manifest}: choose another --output")
     if job.masked_format not in ("png", "jpg"):
         raise ValueError(f"masked_format must be png or jpg, got {job.masked_format!r}")
-    df = mf.read(job.manifest, filesystem=fs_for(job.manifest, filesystem), validate_kwargs={"disjoint": ()})
+    df = row_stage.read_input(job.manifest, (manifest_out,), job.species, filesystem)
     df = row_stage.with_columns_of(df, mf.SEGMENTATION_SCHEMA)
-    row_stage.check_species(df, job.species, job.manifest)
     columns = df.columns
     ext = "jpg" if job.masked_format == "jpg" else "png"
     df = df.with_columns(row_stage.target(output, "masks", "png").alias("_mask_target"),
