@@ -21,6 +21,7 @@ from reid_core.data.synthetic.planning import DEFAULT_CAMERAS, plan
 from reid_core.data.synthetic.render import DEFAULT_OCCLUSION, render_image
 from reid_core.data.synthetic.scenes import DEFAULT_SCENES, scene_textures
 from reid_core.data.synthetic.species import preset
+from reid_core.parts.keypoints import file_name
 
 DEFAULT_SPECIES = ("tiger", "yak", "elephant")
 KEYPOINT_FILE = "reid_keypoints.json"  # per species, in ATRW's format (also the manifest's ``keypoints``)
@@ -64,7 +65,7 @@ def _render_individual(job: _Job) -> list[tuple[bool, tuple[float, ...]]]:
 def _write_keypoint_files(out: str, df: pl.DataFrame) -> None:
     """``<species>/reid_keypoints.json`` as ATRW's reid_keypoints_*.json: image file name -> 45 numbers."""
     for (species,), group in df.group_by(["species"], maintain_order=True):
-        table = {uri.replace("\\", "/").rsplit("/", 1)[-1]: values  # keyed by file name, as ATRW's
+        table = {file_name(uri): values  # keyed by file name, as ATRW's (and as part masks match them)
                  for uri, values in zip(group["image_uri"], group["keypoints"].to_list(), strict=True)}
         rio.write_bytes(rio.join(out, species, KEYPOINT_FILE), json.dumps(table).encode())
 
