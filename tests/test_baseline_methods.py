@@ -148,6 +148,7 @@ def test_vit_network_shapes_cls_feature_and_bnneck():
     cpu = method.build(method.config("cpu"), 3)
     assert cpu.backbone.patch_embed.grid_size == (8, 8) and len(cpu.backbone.blocks) == 6
     assert method.config("paper").losses.triplet_feature == "pre_bn" and cpu.centred
+    assert method.config("cpu").losses.triplet_selective and not method.config("paper").losses.triplet_selective
 
 
 def _mean_pairwise_cosine(features: torch.Tensor) -> float:
@@ -359,6 +360,31 @@ def test_vit_loss_is_the_weighted_ce_plus_cosine_triplet():
     assert parts["loss_id"] == pytest.approx(float(ce), rel=1e-4)
     assert parts["loss_triplet"] == pytest.approx(float(triplet), rel=1e-4)
     assert float(loss) == pytest.approx(float(ce) + 0.5 * float(triplet), rel=1e-4)
+
+
+def test_the_vit_step_trains_its_presets_selective_triplet():
+    from reid_core.losses.classification import identity_loss
+    from reid_core.losses.triplet import batch_hard_triplet_loss
+
+    config = tiny("vit")  # the cpu preset: selective
+    network = get_method("vit").build(config, 4)
+    stage, model, _ = _trained("vit", config, network)
+    batch = tiny_batch()
+    weight = network.backbone.blocks[0].mlp.fc1.weight
+
+    def gradient(loss):
+        network.zero_grad()
+        loss.backward()
+        return weight.grad.clone()
+
+    stepped = gradient(stage.step(model, batch, 0)[0])
+    manual = {}
+    for selective in (False, True):
+        out = network(batch["image"])
+        triplet = batch_hard_triplet_loss(out["features"], batch["label"], 0.4, "cosine", selective=selective)
+        manual[selective] = gradient(identity_loss(out["logits"], batch["label"], 0.2) + 0.5 * triplet)
+    assert torch.allclose(stepped, manual[True], atol=1e-7)
+    assert not torch.allclose(stepped, manual[False], atol=1e-7)  # the random network's triplets are hard
 
 
 def test_transforms_give_square_normalised_tensors():

@@ -259,3 +259,40 @@ def test_batch_hard_triplet_on_a_hand_computed_case():
     # A batch without positives gives 0, still attached to the graph.
     alone = batch_hard_triplet_loss(features, torch.tensor([0, 1, 2, 3]))
     assert alone.item() == 0.0 and alone.requires_grad
+
+
+def test_selective_batch_hard_triplet_only_pushes_the_negative_of_a_hard_triplet():
+    from reid_core.losses.triplet import batch_hard_triplet_loss
+
+    # Points on a line: 0, 2 (id a) and 1 (id b, no positive: no anchor). Euclidean, margin 0.5.
+    # Anchors 0 and 2: hardest positive 2, hardest negative 1 -> hard, loss 0.5 + 2 - 1 = 1.5 each.
+    labels = torch.tensor([0, 0, 1])
+    full = torch.tensor([[0.0], [2.0], [1.0]], requires_grad=True)
+    selective = full.detach().clone().requires_grad_(True)
+    loss_full = batch_hard_triplet_loss(full, labels, margin=0.5)
+    loss_selective = batch_hard_triplet_loss(selective, labels, margin=0.5, selective=True)
+    assert loss_full.item() == loss_selective.item() == pytest.approx(1.5)
+    loss_full.backward()
+    loss_selective.backward()
+    # Full: d(|x0-x1| - |x0-x2|)/dx summed over both anchors, / 2 -> x0 -1, x1 +1, x2 0: a descent step
+    # moves the two positives towards each other across the negative.
+    assert full.grad.flatten().tolist() == pytest.approx([-0.5, 0.5, 0.0])
+    # Selective: only -|x0-x2| and -|x1-x2| -> x0 +1, x1 -1, x2 0, / 2: both anchors move away from the
+    # negative, nothing pulls the positives in.
+    assert selective.grad.flatten().tolist() == pytest.approx([0.5, -0.5, 0.0])
+
+
+def test_selective_batch_hard_triplet_leaves_easy_triplets_alone():
+    from reid_core.losses.triplet import batch_hard_triplet_loss
+
+    # 0, 1 (id a) and 3 (id b), margin 5: anchor 0 d_ap 1 < d_an 3 (loss 3), anchor 1: 1 < 2 (loss 4).
+    labels = torch.tensor([0, 0, 1])
+    grads = []
+    for selective in (False, True):
+        features = torch.tensor([[0.0], [1.0], [3.0]], requires_grad=True)
+        loss = batch_hard_triplet_loss(features, labels, margin=5.0, selective=selective)
+        assert loss.item() == pytest.approx(3.5)
+        loss.backward()
+        grads.append(features.grad.flatten().tolist())
+    # anchor 0: d(|x0-x1| - |x0-x2|) -> x0 0, x1 +1, x2 -1; anchor 1: d(|x1-x0| - |x1-x2|) -> x0 -1, x1 2, x2 -1
+    assert grads[0] == grads[1] == pytest.approx([-0.5, 1.5, -1.0])

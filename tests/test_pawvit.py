@@ -395,6 +395,26 @@ def test_the_paper_preset_takes_the_codes_dice_floor_and_the_cpu_preset_the_pape
     assert float(clamped) < float(parts["loss_seg_dice"])  # the floor caps the absent class's -ln Dice
 
 
+def test_the_cpu_preset_trains_a_selective_triplet_and_the_paper_preset_the_authors():
+    assert method().config("cpu").losses.triplet_selective and not method().config("paper").losses.triplet_selective
+    # pawvit_loss hands the key to the triplet: on a batch whose every triplet is hard (the hand case of
+    # test_losses: 0, 2 of id a around 1 of id b) the gradient reaching the features is alpha x that case's
+    targets = torch.zeros(3, 2, 4, 4)
+    targets[:, 1] = 1.0
+    labels, sides = torch.tensor([0, 0, 1]), torch.tensor([0, 0, 1])
+    grads = {}
+    for selective in (False, True):
+        features = torch.tensor([[0.0], [2.0], [1.0]], requires_grad=True)
+        out = {"logits": torch.zeros(3, 2), "features": features, "masks": targets, "orientation": torch.zeros(3, 1)}
+        total, parts = pawvit_loss(out, labels, sides, targets, Losses(triplet_distance="euclidean", triplet_margin=0.5,
+                                                                       triplet_selective=selective))
+        assert float(parts["loss_triplet"]) == pytest.approx(1.5)
+        total.backward()
+        grads[selective] = features.grad.flatten().tolist()
+    assert grads[False] == pytest.approx([-0.25, 0.25, 0.0])  # alpha 0.5 x the full gradient
+    assert grads[True] == pytest.approx([0.25, -0.25, 0.0])  # alpha 0.5 x the selective one
+
+
 # -- part targets, visibility, orientation ------------------------------------------------------------
 
 

@@ -4,6 +4,13 @@
 its margin 0.4 is 0.8 on ``1 - cos``). Mean over anchors of ``max(0, margin + d_ap - d_an)``, i.e.
 ``MarginRankingLoss`` with mean reduction as the authors' code. Anchors without a positive or a negative
 in the batch are left out.
+
+``selective=True`` treats the hard triplets, those whose hardest negative is closer than their hardest
+positive, as Xuan et al. do ("Hard negative examples are hard, but useful", ECCV 2020): their loss only
+pushes the negative away (the positive's distance enters as a constant). The full gradient of such a
+triplet also pulls the anchor towards the far positive, through the near negative, so while most
+triplets are hard (a network from random weights) it draws the batch together: the batch-hard collapse.
+The loss's value is the same either way.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ def pairwise_distance(features: torch.Tensor, distance: str = "euclidean") -> to
 
 
 def batch_hard_triplet_loss(
-    features: torch.Tensor, labels: torch.Tensor, margin: float = 0.3, distance: str = "euclidean"
+    features: torch.Tensor, labels: torch.Tensor, margin: float = 0.3, distance: str = "euclidean",
+    selective: bool = False,
 ) -> torch.Tensor:
     dist = pairwise_distance(features.float(), distance)
     same = labels[:, None] == labels[None, :]
@@ -35,4 +43,7 @@ def batch_hard_triplet_loss(
         return features.sum() * 0.0  # still attached to the graph (DDP sees the parameters used)
     hardest_positive = dist.masked_fill(~positive, float("-inf")).amax(1)
     hardest_negative = dist.masked_fill(~negative, float("inf")).amin(1)
+    if selective:
+        hard = hardest_negative < hardest_positive
+        hardest_positive = torch.where(hard, hardest_positive.detach(), hardest_positive)
     return F.relu(margin + hardest_positive - hardest_negative)[valid].mean()

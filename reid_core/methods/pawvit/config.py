@@ -52,6 +52,7 @@ class Losses(Section):
     triplet_margin: float = Field(0.4, ge=0)  # batch-hard, on the pre-BN aggregated descriptor
     triplet_distance: Literal["cosine", "euclidean"] = "cosine"  # cosine: (1 - cos) / 2, the authors'
     triplet_feature: Literal["pre_bn", "centred"] = "pre_bn"  # as the ViT baseline's (vit/config.py)
+    triplet_selective: bool = False  # as the ViT baseline's (vit/config.py)
     alpha: float = Field(0.5, ge=0)  # L_TRI weight
     lambda_seg: float = Field(1.0, ge=0)  # L_SS weight (paper: 1 on ATRW, 0.5 on yak)
     orientation_weight: float = Field(1.0, ge=0)  # L_OR weight (1 in Eq. 5; 0 = Table 3's ablation)

@@ -45,7 +45,8 @@ def pawvit_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, sides: torch
                 losses: Losses) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The weighted total and its parts (unweighted, detached) from the network's training outputs."""
     loss_id = identity_loss(out["logits"], labels, losses.label_smoothing)
-    loss_triplet = batch_hard_triplet_loss(out["features"], labels, losses.triplet_margin, losses.triplet_distance)
+    loss_triplet = batch_hard_triplet_loss(out["features"], labels, losses.triplet_margin, losses.triplet_distance,
+                                          selective=losses.triplet_selective)
     loss_seg, seg_terms = exp_log_loss(out["masks"], targets, w_dice=losses.seg_w_dice, w_cross=losses.seg_w_cross,
                                        gamma_dice=losses.seg_gamma_dice, gamma_cross=losses.seg_gamma_cross,
                                        softmax=losses.seg_softmax, dice_floor=losses.seg_dice_floor)

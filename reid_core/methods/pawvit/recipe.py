@@ -28,8 +28,8 @@ CPU_PRESET = {
                  "warmup_prefix": False},
     # no Dice floor (the paper's formula, as the cpu runs so far): at 16 x 16 masks the code's 1e-8 floor
     # binds only once an absent part's predicted mass exceeds 100 of the 256 pixels
-    # the triplet on the descriptor less the BN's centre: as the vit cpu preset (vit/recipe.py)
-    "losses": {"seg_dice_floor": 0.0, "triplet_feature": "centred"},
+    # the triplet on the descriptor less the BN's centre, hard triplets selective: as the vit cpu preset
+    "losses": {"seg_dice_floor": 0.0, "triplet_feature": "centred", "triplet_selective": True},
 }
 PRESETS = {"paper": {}, "cpu": CPU_PRESET}
 

@@ -99,6 +99,10 @@ class Losses(Section):
     # ``centred`` the pre-BN feature less the BN's mean (the batch's in training, the running mean at test):
     # from random weights that common component holds > 99 % of the feature (docs/methods.md)
     triplet_feature: Literal["pre_bn", "centred"] = "pre_bn"
+    # the hard triplets (hardest negative closer than the hardest positive) only push the negative away
+    # (Xuan et al. 2020; losses/triplet.py): False the authors' batch-hard loss; True keeps a network
+    # from random weights from collapsing its batch (docs/methods.md)
+    triplet_selective: bool = False
     id_weight: float = Field(1.0, ge=0)
     triplet_weight: float = Field(0.5, ge=0)
 

@@ -28,8 +28,9 @@ CPU_PRESET = {
     "schedule": {"epochs": 30, "warmup_epochs": 1, "warmup_lr_init": 1e-5, "min_lr_ratio": 0.1,
                  "warmup_prefix": False},
     # from random weights the pre-BN feature is one common component (> 99 % of its energy, every cosine
-    # > 0.99), so the cosine triplet sat at its margin: it measures the feature less the BN's centre
-    "losses": {"triplet_feature": "centred"},
+    # > 0.99), so the cosine triplet sat at its margin: it measures the feature less the BN's centre;
+    # centred, most of its first triplets are hard, and their full gradient collapses the batch: selective
+    "losses": {"triplet_feature": "centred", "triplet_selective": True},
 }
 PRESETS = {"paper": {}, "cpu": CPU_PRESET}
 

@@ -25,7 +25,8 @@ def compute_loss(config: ViTConfig, model: nn.Module, batch: Mapping[str, torch.
     labels = batch["label"].to(images.device).long()
     out = model(images)  # through the (DDP) wrapper
     loss_id = identity_loss(out["logits"], labels, losses.label_smoothing)
-    loss_triplet = batch_hard_triplet_loss(out["features"], labels, losses.triplet_margin, losses.triplet_distance)
+    loss_triplet = batch_hard_triplet_loss(out["features"], labels, losses.triplet_margin, losses.triplet_distance,
+                                          selective=losses.triplet_selective)
     total = losses.id_weight * loss_id + losses.triplet_weight * loss_triplet
     return total, {"loss_id": loss_id.detach(), "loss_triplet": loss_triplet.detach()}
 
