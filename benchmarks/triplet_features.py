@@ -15,7 +15,10 @@ PAW-ViT's ``val.part_mIoU``) and, at the end, the last epoch's ``test.*`` scores
 object per epoch, then one with ``test``.
 
     python benchmarks/triplet_features.py --method vit --species tiger --seed 0 [--epochs 30] \\
-        [--manifest M] [--set losses.triplet_feature=pre_bn]
+        [--manifest M] [--set losses.triplet_feature=pre_bn] [--save-backbone vit_tiger.pth]
+
+``--save-backbone`` writes the trained backbone's state_dict, which ``--set backbone.pretrained=PATH``
+loads into another training (a ViT-family start from weights trained on another species).
 """
 
 from __future__ import annotations
@@ -137,6 +140,8 @@ def main() -> None:
                              "with --no-crop: PAW-ViT's part maps are on the photo's frame)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--save-backbone", default=None, metavar="PATH",
+                        help="write the trained backbone's state_dict here (loadable as backbone.pretrained)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     overrides = {key: parse_value(value) for key, value in (item.split("=", 1) for item in args.set)}
@@ -151,6 +156,8 @@ def main() -> None:
     method, config = job.method_and_config()
     rows = loop.load_species_rows(job.manifest, job.species)
     test = evaluate_split(method, session.network, rows, method.eval_transform(config), "test", config=config)
+    if args.save_backbone:
+        torch.save(session.network.backbone.state_dict(), args.save_backbone)
     print(json.dumps({"test": test, "seconds": round(time.perf_counter() - started, 1),
                       "method": args.method, "seed": args.seed, "overrides": overrides}), flush=True)
 
