@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import argparse
 
-import cv2
 import numpy as np
 import polars as pl
 import torch
-from PIL import Image
 
+from reid_core.data.dataset import read_label_map
 from reid_core.evaluation.segmentation import chance_mean_iou, class_iou, confusion_matrix, mean_iou
 from reid_core.parts.schemes import scheme_for
 
 
 def label_map(uri: str, size: int) -> np.ndarray:
-    labels = np.asarray(Image.open(uri))
-    return cv2.resize(labels, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
+    return read_label_map(uri, (size, size)).numpy()
 
 
 def agreement(exact: list[str], keypoint: list[str], species: str, size: int, k: int | None) -> dict:

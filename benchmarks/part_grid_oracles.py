@@ -27,8 +27,8 @@ import numpy as np
 import polars as pl
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
+from reid_core.data import files as rio
 from reid_core.evaluation.segmentation import chance_mean_iou, confusion_matrix, mean_iou
 from reid_core.methods.pawvit.targets import merge_table, species_scheme
 from reid_core.settings import get_settings
@@ -60,7 +60,8 @@ def grid_oracles(uris: list[str], table: torch.Tensor, k: int, size: int, patch:
     mask_size, grid = size // 4, size // patch
     targets, fractions = [], []
     for uri in uris:
-        channels = table[torch.from_numpy(np.array(Image.open(uri))).long().clamp(0, 255)]
+        # at its own size, then torch's nearest: the targets PAW-ViT's evaluation resizes
+        channels = table[torch.from_numpy(np.array(rio.read_image(uri, mode=""), dtype=np.int64)).clamp(0, 255)]
         targets.append(resized(channels, mask_size))
         onehot = F.one_hot(resized(channels, size), k + 1).permute(2, 0, 1).float()[None]
         fractions.append(F.adaptive_avg_pool2d(onehot, grid)[0])

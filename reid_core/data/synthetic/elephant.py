@@ -57,6 +57,9 @@ def _tusk(root: tuple[float, float], spec: dict) -> np.ndarray:
     return stroke(line, 0.028, 0.008)
 
 
+TAIL_ROOT_WIDTH = 0.02  # the tail stroke's width where it leaves the body (its keypoint clears the body by it)
+
+
 def tail_line(pose: Pose, n: int = 10) -> np.ndarray:
     return bezier((0.35, -0.1), (0.41, 0.0), (0.39 + 0.03 * pose.tail, 0.14), n)
 
@@ -72,7 +75,7 @@ def landmarks(sig: dict, side: str, pose: Pose) -> dict:
     a little above its end so that it lies on the drawn trunk; the far ear is not drawn."""
     near_ear, nose = rotate(np.array([EAR_CENTRE, nose_line(pose)[-2]]), HEAD_PIVOT, pose.head)
     return {"near_ear": near_ear, "far_ear": None, "nose": nose,
-            "tail": first_outside(tail_line(pose, 60), TRUNK, margin=0.02), "center": np.array(TRUNK[0][:2])}
+            "tail": first_outside(tail_line(pose, 60), TRUNK, margin=TAIL_ROOT_WIDTH), "center": np.array(TRUNK[0][:2])}
 
 
 def draw(c: Canvas, sig: dict, side: str, pose: Pose) -> None:
@@ -81,7 +84,7 @@ def draw(c: Canvas, sig: dict, side: str, pose: Pose) -> None:
     legs = LEGS
     limbs.legs(c, pose, legs, far=True)
     tail = tail_line(pose)
-    c.shape(stroke(tail, 0.02, 0.012), TAIL, BASE)
+    c.shape(stroke(tail, TAIL_ROOT_WIDTH, 0.012), TAIL, BASE)
     c.shape(ellipse(0.39 + 0.03 * pose.tail, 0.155, 0.012, 0.03), TAIL, DARK)
     for body in TRUNK:
         c.shape(ellipse(*body), BODY, BASE)

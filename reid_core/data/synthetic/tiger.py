@@ -47,6 +47,9 @@ def signature(rng: np.random.Generator) -> dict:
     }
 
 
+TAIL_ROOT_WIDTH = 0.04  # the tail stroke's width where it leaves the body (its keypoint clears the body by it)
+
+
 def tail_line(pose: Pose, n: int = 14) -> np.ndarray:
     swing = pose.tail
     return bezier((0.29, -0.05), (0.47, 0.06 + 0.06 * swing), (0.53, -0.06 - 0.12 * swing), n)
@@ -58,7 +61,7 @@ def landmarks(sig: dict, side: str, pose: Pose) -> dict:
     near_ear, far_ear, nose = rotate(np.array([EARS[0].mean(axis=0), EARS[1].mean(axis=0), NOSE]), HEAD_PIVOT,
                                      pose.head)
     return {"near_ear": near_ear, "far_ear": far_ear, "nose": nose,
-            "tail": first_outside(tail_line(pose, 60), TRUNK, margin=0.04), "center": np.array(TRUNK[0][:2])}
+            "tail": first_outside(tail_line(pose, 60), TRUNK, margin=TAIL_ROOT_WIDTH), "center": np.array(TRUNK[0][:2])}
 
 
 def draw(c: Canvas, sig: dict, side: str, pose: Pose) -> None:
@@ -66,7 +69,7 @@ def draw(c: Canvas, sig: dict, side: str, pose: Pose) -> None:
     limbs.legs(c, pose, legs, far=True)
     # tail
     tail = tail_line(pose)
-    c.shape(stroke(tail, 0.04, 0.028), TAIL, BASE)
+    c.shape(stroke(tail, TAIL_ROOT_WIDTH, 0.028), TAIL, BASE)
     for t in sig["rings"]:
         i = int(t * (len(tail) - 1))
         d = tail[min(i + 1, len(tail) - 1)] - tail[max(i - 1, 0)]

@@ -60,6 +60,9 @@ def _horn(base: tuple[float, float], spec: dict) -> np.ndarray:
     return stroke(np.array(points), spec["horn_width"], 0.006)
 
 
+TAIL_ROOT_WIDTH = 0.03  # the tail stroke's width where it leaves the body (its keypoint clears the body by it)
+
+
 def tail_line(pose: Pose, n: int = 10) -> np.ndarray:
     return bezier((0.3, -0.1), (0.37, 0.0), (0.36 + 0.03 * pose.tail, 0.12), n)
 
@@ -68,7 +71,7 @@ def landmarks(sig: dict, side: str, pose: Pose) -> dict:
     """Canonical head, tail and body keypoints (the legs come from LEGS); the far ear is not drawn."""
     near_ear, nose = rotate(np.array([EAR[:2], NOSE]), HEAD_PIVOT, pose.head)
     return {"near_ear": near_ear, "far_ear": None, "nose": nose,
-            "tail": first_outside(tail_line(pose, 60), TRUNK, margin=0.03), "center": np.array(TRUNK[0][:2])}
+            "tail": first_outside(tail_line(pose, 60), TRUNK, margin=TAIL_ROOT_WIDTH), "center": np.array(TRUNK[0][:2])}
 
 
 def draw(c: Canvas, sig: dict, side: str, pose: Pose) -> None:
@@ -80,7 +83,7 @@ def draw(c: Canvas, sig: dict, side: str, pose: Pose) -> None:
         if sock:
             c.shape(stroke(line[-sock:] + [0, 0.01], 0.066, 0.066), part, LIGHT, far=True)
     tail = tail_line(pose)
-    c.shape(stroke(tail, 0.03, 0.025), TAIL, BASE)
+    c.shape(stroke(tail, TAIL_ROOT_WIDTH, 0.025), TAIL, BASE)
     c.shape(ellipse(0.36 + 0.03 * pose.tail, 0.15, 0.035, 0.065), TAIL, LIGHT if sig["tuft"] else BASE)
     for body in TRUNK:
         c.shape(ellipse(*body), BODY, BASE)
